@@ -1,0 +1,109 @@
+"""The dataset card (``README.md``) written next to generated FakeInstruct shards."""
+
+from __future__ import annotations
+
+import yaml
+
+_IMAGES_RELATIVE = """\
+Images are stored **once**, under `images/`, and every row's `images` column holds paths relative to this
+folder (`images/...`). A row never embeds image bytes: with several pairs per image, embedding would multiply the
+dataset's size by the pairs per image. Load with the resolver, which turns the paths into PIL images:
+
+```python
+from fakeinstruct.loading import load_fakeinstruct
+ds = load_fakeinstruct("{out}")          # DatasetDict; ds["train"][0]["images"][0] is a PIL image
+```
+
+To train with TRL's own `trl sft --dataset_name ...` as it is, generate with `--images embed` (Parquet only):
+the `images` column then carries the bytes and is declared as `datasets.Image`."""
+
+_IMAGES_EMBED = """\
+Image bytes are embedded in every row's `images` column, declared as a list of `datasets.Image`, so
+`datasets.load_dataset("parquet", data_dir=...)` and TRL's `trl sft --dataset_name ...` get PIL images directly.
+Rows of one image repeat its bytes (the price of a self-contained, TRL-native dataset)."""
+
+
+def _table(counts: dict[str, int], header: str) -> str:
+    lines = [f"| {header} | pairs |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in counts.items()]
+    return "\n".join(lines)
+
+
+def render_dataset_card(config: dict, stats: dict) -> str:
+    ext = config["file_format"]
+    front = {
+        "license": "other",
+        "license_name": "per-image",
+        "license_details": "Each image keeps its own license, recorded per FakeChain record in source.license.",
+        "task_categories": ["image-text-to-text", "visual-question-answering"],
+        "language": ["en"],
+        "tags": ["ai-generated-image-detection", "image-forensics", "fakeinstruct", "fakechain"],
+        "pretty_name": "FakeInstruct",
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [
+                    {"split": split, "path": f"{split}/*.{ext}"} for split, n in stats["per_split"].items() if n
+                ],
+            }
+        ],
+    }
+    records = stats["records"]
+    images = _IMAGES_EMBED if config["images"] == "embed" else _IMAGES_RELATIVE.format(out=config["out"])
+    return f"""---
+{yaml.safe_dump(front, sort_keys=False).strip()}
+---
+
+# FakeInstruct
+
+Visual instruction pairs for explainable AI-generated-image detection, expanded from FakeChain records
+(per-image authenticity reasoning chains: a real/fake label, visual-trace evidence per forgery attribute,
+reasoning steps and a conclusion) by `fakeinstruct generate` {config["fakeinstruct_version"]}.
+
+- **Pairs:** {stats["pairs"]} from {records["valid"]} records ({records["rejected"]} rejected by validation)
+- **Format:** `{config["format"]}`, {ext} shards under `train/`, `validation/`, `test/`
+- **Seed:** {config["seed"]}; **template set:** `{config["templates"]}` ({len(config["template_names"])} templates);
+  **FakeChain schema:** {config["schema_version"]}; **chains file sha256:** `{config["chains_sha256"][:16]}...`
+
+## Task families
+
+{_table(stats["per_task"], "family")}
+
+Closed-ended answers start with the answer word (`answer_word`); `positive_word` / `negative_word` give the
+words for fake/anomalous and real/natural, the two alternatives a token-probability score compares.
+
+Closed-ended answer words per family: `{stats["closed_answer_words"]}`.
+
+## Splits
+
+{_table(stats["per_split"], "split")}
+
+Records per split: {records["per_split"]}. Splits are grouped: records that share an image or a source group
+(`source.group`, e.g. crops of one photograph) are always in the same split, so nothing leaks between splits.
+
+## Labels and generators
+
+{_table(stats["per_label"], "label")}
+
+{_table(stats["per_generator"], "generator")}
+
+## Columns
+
+`id`, `task`, `template_id` (`<template>#q<question>a<answer>`), `chain_id`, `image`, `label`, `generator`,
+`attribute` (attribute pairs), `positive_word`, `negative_word`, `answer_word` (closed-ended pairs), and the
+conversation in the `{config["format"]}` layout.
+
+## Images
+
+{images}
+
+## Reproduce
+
+The full generation config is in `fakeinstruct_config.json` beside this card; the same config, chains file and
+template set give byte-identical shards, whatever the number of workers.
+
+## Licensing
+
+The images keep their own licenses; see each record's `source.license` in the FakeChain file. The text was
+generated from FakeChain annotations by templates distributed under the toolkit's license.
+"""

@@ -1,0 +1,171 @@
+"""The FakeChain record: one image's authenticity reasoning chain, as a versioned pydantic schema."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+
+from fakeinstruct.taxonomy import Taxonomy, default_taxonomy
+
+SCHEMA_VERSION = "1.0"
+IMAGE_PLACEHOLDER = "<image>"
+
+# Annotation text is free prose, but a literal image placeholder would be expanded into image tokens by
+# every LLaVA-style processor and shift the image count; it is rejected wherever text is accepted.
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+class Label(str, Enum):
+    real = "real"
+    fake = "fake"
+
+
+class GeneratorFamily(str, Enum):
+    real_camera = "real-camera"
+    gan = "gan"
+    gan_super_resolution = "gan-super-resolution"
+    diffusion = "diffusion"
+    autoregressive = "autoregressive"
+    inpainting = "inpainting"
+    face_swap = "face-swap"
+    other = "other"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
+
+
+class Source(_Strict):
+    """Where the image comes from."""
+
+    generator: ShortText = Field(description="Generator name, e.g. 'stable-diffusion-xl'; 'camera' for real photos.")
+    family: GeneratorFamily = Field(description="Generator family; 'real-camera' for real photos.")
+    origin: ShortText = Field(description="Dataset or collection the image comes from.")
+    license: ShortText = Field(description="License of the image (SPDX id or a short statement).")
+    group: ShortText | None = Field(
+        default=None,
+        description="Split group: records sharing it (e.g. crops of one photo) always land in the same split.",
+    )
+    author: ShortText | None = Field(default=None, description="Author or rights holder, for attribution.")
+
+
+class Attribute(_Strict):
+    """Visual trace evidence for one forgery attribute of the taxonomy."""
+
+    name: ShortText = Field(description="Attribute name from the forgery-attribute taxonomy, e.g. 'texture'.")
+    verdict: Literal["anomalous", "natural"] = Field(description="Whether this attribute looks anomalous or natural.")
+    evidence: Text = Field(description="What is seen, in a sentence or two, specific to this image.")
+    region: tuple[int, int, int, int] | None = Field(
+        default=None, description="Where the evidence is: [x0, y0, x1, y1] in pixels, x1 and y1 exclusive."
+    )
+    severity: float | None = Field(default=None, ge=0.0, le=1.0, description="How strong the trace is, 0..1.")
+
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, name: str, info: ValidationInfo) -> str:
+        taxonomy: Taxonomy = (info.context or {}).get("taxonomy") or default_taxonomy()
+        if name not in taxonomy:
+            raise ValueError(f"unknown attribute {name!r}; known: {', '.join(taxonomy.names)}")
+        return name
+
+    @field_validator("region")
+    @classmethod
+    def _ordered_region(cls, region):
+        if region is not None:
+            x0, y0, x1, y1 = region
+            if min(region) < 0 or x1 <= x0 or y1 <= y0:
+                raise ValueError(f"region {list(region)} must be [x0, y0, x1, y1] with 0 <= x0 < x1 and 0 <= y0 < y1")
+        return region
+
+
+class Provenance(_Strict):
+    """Who wrote which part of the record."""
+
+    annotation: Literal["human", "machine", "human+machine"] = Field(description="Who wrote the annotation overall.")
+    label_source: ShortText = Field(description="Where the real/fake label comes from, e.g. 'generation pipeline'.")
+    drafted_by: ShortText | None = Field(default=None, description="Tool or model that drafted text, with version.")
+    reviewed_by: ShortText | None = Field(default=None, description="Who reviewed the draft against the image.")
+    machine_fields: list[ShortText] = Field(default_factory=list, description="Fields whose text a machine wrote.")
+    reviewed_fields: list[ShortText] = Field(default_factory=list, description="Fields a reviewer checked or rewrote.")
+
+
+class FakeChain(_Strict):
+    """One image's authenticity reasoning chain: label, per-attribute evidence, reasoning and conclusion."""
+
+    schema_version: Literal["1.0"] = Field(description="FakeChain schema version.")
+    id: str = Field(description="Unique record id: letters, digits and . _ : - (at most 128).")
+    image: str = Field(description="Image path relative to the dataset root, '/'-separated.")
+    label: Label = Field(description="Ground truth: 'real' or 'fake'.")
+    source: Source
+    attributes: list[Attribute] = Field(min_length=1, description="Evidence per forgery attribute, one entry each.")
+    reasoning: list[Text] = Field(min_length=1, description="Ordered steps from the evidence to the verdict.")
+    conclusion: Text = Field(description="One paragraph that states the verdict and why.")
+    enhancement: list[Text] = Field(
+        default_factory=list, description="Actionable advice on what would make the flagged artifacts disappear."
+    )
+    provenance: Provenance
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(f"id {value!r} must match {_ID.pattern}")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _relative_image(cls, value: str) -> str:
+        if not value or value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value) or "\\" in value:
+            raise ValueError(f"image {value!r} must be a '/'-separated path relative to the dataset root")
+        if any(part in ("", ".", "..") for part in value.split("/")):
+            raise ValueError(f"image {value!r} must not contain empty, '.' or '..' parts")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _unique_attributes(cls, attributes: list[Attribute]) -> list[Attribute]:
+        names = [a.name for a in attributes]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"attributes listed more than once: {', '.join(duplicated)}")
+        return attributes
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FakeChain:
+        if self.label == Label.fake.value and not any(a.verdict == "anomalous" for a in self.attributes):
+            raise ValueError("a fake image needs at least one attribute with verdict 'anomalous' as evidence")
+        is_real_source = self.source.family == GeneratorFamily.real_camera.value
+        if is_real_source != (self.label == Label.real.value):
+            raise ValueError(f"label {self.label!r} disagrees with source.family {self.source.family!r}")
+        for path, text in _texts(self.model_dump()):
+            if IMAGE_PLACEHOLDER in text:
+                raise ValueError(f"{path} contains the image placeholder {IMAGE_PLACEHOLDER!r}")
+        return self
+
+    @property
+    def group(self) -> str:
+        """The split group: ``source.group`` when given, else the image itself."""
+        return self.source.group or self.image
+
+
+def _texts(value: Any, path: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in _texts(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, (list, tuple)):
+        return [t for i, v in enumerate(value) for t in _texts(v, f"{path}[{i}]")]
+    return []
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema of a FakeChain record."""
+    schema = FakeChain.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://fakescope-kit/schemas/fakechain-{SCHEMA_VERSION}.json"
+    return schema

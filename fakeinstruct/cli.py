@@ -1,0 +1,192 @@
+"""The ``fakeinstruct`` command line: schema, validate, generate, templates, draft."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from fakeinstruct import __version__
+from fakeinstruct.errors import FakeInstructError
+
+logger = logging.getLogger("fakeinstruct")
+
+
+def _cmd_schema(args) -> int:
+    from fakeinstruct.chain import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.out:
+        from fakeinstruct.atomic import write_text
+
+        write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    from fakeinstruct.taxonomy import load_taxonomy
+    from fakeinstruct.validate import validate_chains
+
+    report = validate_chains(
+        args.chains,
+        root=args.root,
+        taxonomy=load_taxonomy(args.taxonomy),
+        quarantine=args.quarantine,
+        check_images=not args.no_check_images,
+    )
+    for err in report.errors:
+        print(err, file=sys.stderr)
+    where = f"; rejected lines written to {report.quarantine}" if report.quarantine else ""
+    print(f"{report.path}: {report.valid} valid, {report.rejected} quarantined{where}")
+    if report.valid == 0 or (args.strict and report.rejected):
+        return 1
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from fakeinstruct.generate import GenerateConfig, generate
+    from fakeinstruct.splits import parse_ratios
+
+    try:
+        ratios = parse_ratios(args.split)
+    except ValueError as err:
+        raise FakeInstructError(str(err), field="--split") from err
+    config = GenerateConfig(
+        chains=args.chains,
+        out=args.out,
+        root=args.root,
+        format=args.format,
+        file_format=args.file_format,
+        images=args.images,
+        seed=args.seed,
+        workers=args.workers,
+        shard_size=args.shard_size,
+        split_ratios=ratios,
+        families=args.families.split(",") if args.families else None,
+        template_dirs=args.templates or [],
+        taxonomy=args.taxonomy,
+        check_images=not args.no_check_images,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    result = generate(config)
+    print(f"{result.pairs} pairs from {result.records} records ({result.rejected} rejected) -> {result.out}")
+    for task, n in result.stats["per_task"].items():
+        print(f"  {task:<12} {n:>8}")
+    return 0
+
+
+def _cmd_templates(args) -> int:
+    from fakeinstruct.checks import check_registry
+    from fakeinstruct.registry import load_registry
+
+    registry = load_registry(args.dirs, builtin=not args.no_builtin, check=False)
+    if args.action == "check":
+        renders = check_registry(registry)
+        print(f"{len(registry)} templates OK ({renders} probe renders)")
+        return 0
+    for t in registry:
+        print(f"{t.name:<40} {t.family:<12} {t.kind:<17} {t.phrasing_count():>3} questions  {t.pack}")
+    print(f"{len(registry)} templates")
+    return 0
+
+
+def _cmd_taxonomy(args) -> int:
+    from fakeinstruct.taxonomy import load_taxonomy
+
+    for spec in load_taxonomy(args.taxonomy):
+        print(f"{spec.name:<20} {spec.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fakeinstruct", description="FakeChain -> FakeInstruct instruction data.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "schema", help="print the FakeChain JSON Schema", description="Print the FakeChain JSON Schema."
+    )
+    p.add_argument("--out", help="write to this file instead of stdout")
+    p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser(
+        "validate",
+        help="check a FakeChain JSONL file and its images",
+        description="Check every record and its image; print each problem as file:line: field: message and write "
+        "rejected lines to a quarantine file. Exits non-zero only with --strict or when no valid record remains.",
+    )
+    p.add_argument("chains", help="FakeChain JSONL file")
+    p.add_argument("--root", help="dataset root that image paths are relative to (default: the file's folder)")
+    p.add_argument("--quarantine", help="where rejected lines go (default: <chains>.quarantine.jsonl)")
+    p.add_argument("--taxonomy", help="YAML file extending the attribute taxonomy")
+    p.add_argument("--strict", action="store_true", help="exit non-zero when any line is rejected")
+    p.add_argument("--no-check-images", action="store_true", help="skip opening the images")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser(
+        "generate",
+        help="expand FakeChain records into FakeInstruct pairs",
+        description="Validate the chains, split them without leakage and write instruction pairs as shards, "
+        "with stats.json, fakeinstruct_config.json and a dataset card.",
+    )
+    p.add_argument("chains", help="FakeChain JSONL file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--root", help="dataset root that image paths are relative to (default: the file's folder)")
+    p.add_argument("--format", default="trl", choices=["trl", "prompt-completion", "llava"], help="row layout")
+    p.add_argument("--file-format", default="parquet", choices=["parquet", "jsonl"], help="shard file type")
+    p.add_argument(
+        "--images",
+        default="relative",
+        choices=["relative", "embed"],
+        help="store image paths once, or embed bytes in rows",
+    )
+    p.add_argument("--seed", type=int, default=0, help="global seed for phrasing choices and splits")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (output is identical for any number)")
+    p.add_argument("--shard-size", type=int, default=10_000, help="rows per shard")
+    p.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test ratios")
+    p.add_argument("--families", help="comma-separated task families (default: all)")
+    p.add_argument("--templates", action="append", help="extra template folder (repeatable)")
+    p.add_argument("--taxonomy", help="YAML file extending the attribute taxonomy")
+    p.add_argument("--no-check-images", action="store_true", help="skip opening the images")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("templates", help="list or check instruction templates", description="List or check templates.")
+    p.add_argument("action", choices=["list", "check"])
+    p.add_argument("dirs", nargs="*", help="extra template folders")
+    p.add_argument("--no-builtin", action="store_true", help="only the given folders and installed packs")
+    p.set_defaults(func=_cmd_templates)
+
+    p = sub.add_parser("taxonomy", help="list the forgery attributes", description="List the forgery attributes.")
+    p.add_argument("--taxonomy", help="YAML file extending the attribute taxonomy")
+    p.set_defaults(func=_cmd_taxonomy)
+
+    from fakeinstruct.draft import add_cli
+
+    add_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except FakeInstructError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

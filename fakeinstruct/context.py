@@ -1,0 +1,86 @@
+"""What a template sees: the render context built from one FakeChain record.
+
+The names here are the whole vocabulary of a template; the registry rejects any other name at load time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fakeinstruct.chain import FakeChain
+from fakeinstruct.taxonomy import Taxonomy
+
+# Variables every template may use, whatever its family.
+RECORD_FIELDS = {
+    "label": "'real' or 'fake'",
+    "is_fake": "true when the label is 'fake'",
+    "generator": "generator name ('camera' for real photos)",
+    "generator_family": "generator family, e.g. 'gan', 'diffusion', 'real-camera'",
+    "attributes": "every annotated attribute (list of attribute objects, see below)",
+    "anomalous": "the attributes whose verdict is 'anomalous'",
+    "natural": "the attributes whose verdict is 'natural'",
+    "reasoning": "the reasoning steps (list of strings), in order",
+    "conclusion": "the conclusion paragraph",
+    "advice": "enhancement advice: the record's own, else derived from its anomalous attributes; empty for real images",
+}
+# Variables that only some template kinds get.
+KIND_FIELDS = {
+    "attribute": "the attribute under discussion (attribute templates of kind per_attribute and attribute_closed)",
+    "answer": "the correct answer word (closed and choice kinds; answers must start with it)",
+    "options": "the shuffled options of a choice question: list of {letter, text}",
+}
+ATTRIBUTE_KEYS = (
+    "name",
+    "title",
+    "verdict",
+    "is_anomalous",
+    "evidence",
+    "severity",
+    "region",
+    "description",
+    "looks_natural",
+    "looks_anomalous",
+    "fix",
+)
+
+
+def attribute_context(attribute, taxonomy: Taxonomy) -> dict[str, Any]:
+    spec = taxonomy[attribute.name]
+    return {
+        "name": attribute.name,
+        "title": spec.title,
+        "verdict": attribute.verdict,
+        "is_anomalous": attribute.verdict == "anomalous",
+        "evidence": attribute.evidence,
+        "severity": attribute.severity,
+        "region": list(attribute.region) if attribute.region else None,
+        "description": spec.description,
+        "looks_natural": spec.natural,
+        "looks_anomalous": spec.anomalous,
+        "fix": spec.advice,
+    }
+
+
+def record_context(chain: FakeChain, taxonomy: Taxonomy) -> dict[str, Any]:
+    """The context shared by every template rendered for ``chain``."""
+    attributes = [attribute_context(a, taxonomy) for a in chain.attributes]
+    anomalous = [a for a in attributes if a["is_anomalous"]]
+    is_fake = chain.label == "fake"
+    if chain.enhancement:
+        advice = list(chain.enhancement)
+    elif is_fake:
+        advice = [a["fix"] for a in anomalous]
+    else:
+        advice = []
+    return {
+        "label": chain.label,
+        "is_fake": is_fake,
+        "generator": chain.source.generator,
+        "generator_family": chain.source.family,
+        "attributes": attributes,
+        "anomalous": anomalous,
+        "natural": [a for a in attributes if not a["is_anomalous"]],
+        "reasoning": list(chain.reasoning),
+        "conclusion": chain.conclusion,
+        "advice": advice,
+    }

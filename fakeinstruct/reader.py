@@ -1,0 +1,137 @@
+"""Read FakeChain JSONL line by line: every line is parsed and validated on its own, so one bad line never
+costs its neighbours. Each problem becomes a :class:`FakeChainError` with file, line and field.
+
+orjson on raw byte lines replaces the ``jsonlines`` package here: we need to go on past a bad line, tell
+non-UTF-8 bytes apart from bad JSON, and refuse an oversized line before parsing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from pydantic import ValidationError
+
+from fakeinstruct.chain import FakeChain
+from fakeinstruct.errors import FakeChainError
+from fakeinstruct.images import DEFAULT_LIMITS, ImageLimits, check_image
+from fakeinstruct.taxonomy import Taxonomy, default_taxonomy
+
+MAX_LINE_BYTES = 1024 * 1024
+
+
+@dataclass
+class Line:
+    """One line of a chains file: the record when valid, else every problem found on it."""
+
+    number: int
+    raw: bytes
+    chain: FakeChain | None = None
+    errors: list[FakeChainError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.chain is not None and not self.errors
+
+
+def _field_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(record)"
+
+
+def parse_line(raw: bytes, *, file: str, number: int, taxonomy: Taxonomy) -> Line:
+    """Parse and validate one JSONL line (without its image)."""
+    line = Line(number=number, raw=raw)
+
+    def fail(message: str, field_name: str) -> Line:
+        line.errors.append(FakeChainError(message, file=file, line=number, field=field_name))
+        return line
+
+    if len(raw) > MAX_LINE_BYTES:
+        return fail(f"line is {len(raw)} bytes, over the limit of {MAX_LINE_BYTES}", "(line)")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return fail(f"not valid UTF-8 at byte {err.start}", "(line)")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        return fail(f"invalid JSON: {err}", "(line)")
+    if not isinstance(data, dict):
+        return fail(f"expected a JSON object, got {type(data).__name__}", "(line)")
+    try:
+        line.chain = FakeChain.model_validate(data, context={"taxonomy": taxonomy})
+    except ValidationError as err:
+        for problem in err.errors(include_url=False):
+            message = problem["msg"].removeprefix("Value error, ")
+            fail(message, _field_path(problem["loc"]))
+    return line
+
+
+def check_record_image(line: Line, root: Path, *, file: str, limits: ImageLimits) -> None:
+    """Check the record's image and that attribute regions lie inside it; problems go to ``line.errors``."""
+    chain = line.chain
+    try:
+        width, height = check_image(root, chain.image, limits)
+    except FakeChainError as err:
+        line.errors.append(FakeChainError(err.message, file=file, line=line.number, field=err.field))
+        return
+    for i, attribute in enumerate(chain.attributes):
+        if attribute.region and (attribute.region[2] > width or attribute.region[3] > height):
+            line.errors.append(
+                FakeChainError(
+                    f"region {list(attribute.region)} exceeds the {width}x{height} image",
+                    file=file,
+                    line=line.number,
+                    field=f"attributes[{i}].region",
+                )
+            )
+
+
+def read_chains(
+    path: str | Path,
+    *,
+    root: str | Path | None = None,
+    taxonomy: Taxonomy | None = None,
+    check_images: bool = True,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> Iterator[Line]:
+    """Yield every non-blank line of ``path`` parsed, validated and (optionally) image-checked.
+
+    ``root`` is the dataset root that image paths are relative to; it defaults to the file's folder.
+    A record whose id already appeared on an earlier valid line is rejected.
+    """
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    taxonomy = taxonomy or default_taxonomy()
+    file = str(path)
+    seen: dict[str, int] = {}
+    try:
+        handle = path.open("rb")
+    except OSError as err:
+        raise FakeChainError(f"cannot open chains file: {err.strerror}", file=file) from err
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            raw = raw.rstrip(b"\r\n")
+            if not raw.strip():
+                continue
+            line = parse_line(raw, file=file, number=number, taxonomy=taxonomy)
+            if line.chain is not None:
+                if line.chain.id in seen:
+                    line.errors.append(
+                        FakeChainError(
+                            f"duplicate id {line.chain.id!r} (first on line {seen[line.chain.id]})",
+                            file=file,
+                            line=number,
+                            field="id",
+                        )
+                    )
+                elif check_images:
+                    check_record_image(line, root, file=file, limits=limits)
+                if line.ok:
+                    seen[line.chain.id] = number
+            yield line

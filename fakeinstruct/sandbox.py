@@ -1,0 +1,70 @@
+"""The sandboxed Jinja environment that renders contributor templates, and its filters."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from jinja2 import StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from fakeinstruct.errors import TemplateError
+
+# A rendered question or answer longer than this is a runaway template, not an answer.
+MAX_RENDERED_CHARS = 20_000
+
+
+def sentence(text: str) -> str:
+    """Capitalise the first letter and make sure the text ends with sentence punctuation."""
+    text = str(text).strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+def lcfirst(text: str) -> str:
+    """Lower-case the first letter unless the first word is an acronym ("JPEG")."""
+    text = str(text)
+    first = text.split(" ", 1)[0]
+    if not text or (len(first) > 1 and first.isupper()):
+        return text
+    return text[0].lower() + text[1:]
+
+
+def join_and(items, sep: str = ", ", last: str = " and ") -> str:
+    items = [str(i) for i in items]
+    if len(items) <= 1:
+        return "".join(items)
+    return sep.join(items[:-1]) + last + items[-1]
+
+
+def titles(attributes) -> list[str]:
+    return [a["title"] for a in attributes]
+
+
+@lru_cache(maxsize=1)
+def environment() -> ImmutableSandboxedEnvironment:
+    """One shared environment: compiled templates are cached by the registry, never re-parsed per pair."""
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+    env.filters.update(sentence=sentence, lcfirst=lcfirst, join_and=join_and, titles=titles)
+    return env
+
+
+def render(template, context: dict, *, file: str, field: str) -> str:
+    """Render a compiled template; any failure becomes a :class:`TemplateError` naming the file and field."""
+    try:
+        text = template.render(context)
+    except Exception as err:  # a contributor template can raise anything Jinja or the sandbox raises
+        raise TemplateError(f"render failed: {type(err).__name__}: {err}", file=file, field=field) from err
+    text = text.strip()
+    if len(text) > MAX_RENDERED_CHARS:
+        raise TemplateError(
+            f"rendered {len(text)} characters, over the limit of {MAX_RENDERED_CHARS}", file=file, field=field
+        )
+    return text
