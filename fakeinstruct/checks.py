@@ -77,7 +77,12 @@ PROBES = [
         "label": "real",
         "source": _SOURCE_REAL,
         "attributes": [
-            {"name": "color", "verdict": "anomalous", "evidence": "The sky is strongly saturated.", "severity": 0.2},
+            {
+                "name": "color",
+                "verdict": "anomalous",
+                "evidence": "The sky is a little more saturated than the rest of the scene.",
+                "severity": 0.2,
+            },
             {"name": "texture", "verdict": "natural", "evidence": "Bark texture is irregular and sharp."},
         ],
         "reasoning": ["The saturation is an edit, not a generator trace.", "The texture is natural."],

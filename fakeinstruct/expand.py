@@ -28,6 +28,9 @@ TURN_KINDS = {
 }
 
 
+OPEN_KINDS = ("free", "per_attribute")
+
+
 @dataclass
 class Pair:
     """One instruction example: one or more (question, answer) turns about one image, with metadata."""
@@ -164,6 +167,10 @@ class Expander:
         first_closed: Pair | None = None
         for i, turn in enumerate(template.turns):
             candidates = [t for t in self.turn_templates[turn.family] if self._applies(t, chain)]
+            if turn.questions:
+                # a follow-up question of our own is open-ended: a yes/no answer written for another question
+                # would not fit it
+                candidates = [t for t in candidates if t.kind in OPEN_KINDS]
             if not candidates:
                 return None
             component = candidates[rng.randrange(len(candidates))]

@@ -263,6 +263,11 @@ class _Loader:
             if extra:
                 raise self.error(f"unknown keys: {', '.join(sorted(extra))}", f"turns[{i}]")
             questions = self.phrasings(turn.get("questions"), f"turns[{i}].questions", required=False)
+            if questions and turn["family"] == "detection":
+                # a closed answer's first word is tied to the question that asked it
+                raise self.error(
+                    "a detection turn takes its question from its template: give it no questions", f"turns[{i}]"
+                )
             turns.append(Turn(turn["family"], questions))
         return tuple(turns)
 

@@ -23,10 +23,9 @@ def sentence(text: str) -> str:
 
 
 def lcfirst(text: str) -> str:
-    """Lower-case the first letter unless the first word is an acronym ("JPEG")."""
+    """Lower-case the first letter unless the first word is an acronym or mixed case ("JPEG", "AI-made")."""
     text = str(text)
-    first = text.split(" ", 1)[0]
-    if not text or (len(first) > 1 and first.isupper()):
+    if not text or (len(text) > 1 and text[1].isupper()):
         return text
     return text[0].lower() + text[1:]
 

@@ -34,7 +34,10 @@ def main() -> None:
     out = Path(args.output_dir)
     chains = SAMPLE / "chains.jsonl"
 
-    stage("validate the bundled FakeChain sample", ["validate", str(chains), "--strict", "--quarantine", str(out / "quarantine.jsonl")])
+    stage(
+        "validate the bundled FakeChain sample",
+        ["validate", str(chains), "--strict", "--quarantine", str(out / "quarantine.jsonl")],
+    )
     stage("check the instruction templates", ["templates", "check"])
     data = out / "fakeinstruct"
     stage(

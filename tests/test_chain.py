@@ -101,7 +101,9 @@ def test_taxonomy_extension_cannot_redefine(tmp_path):
     from fakeinstruct.errors import TaxonomyError
 
     extra = tmp_path / "extra.yaml"
-    extra.write_text("attributes:\n  - {name: texture, title: t, description: d, natural: n, anomalous: a, advice: f}\n")
+    extra.write_text(
+        "attributes:\n  - {name: texture, title: t, description: d, natural: n, anomalous: a, advice: f}\n"
+    )
     with pytest.raises(TaxonomyError, match="already defined"):
         load_taxonomy(extra)
 

@@ -96,7 +96,7 @@ def test_deterministic_across_workers_and_shard_sizes(dataset, tmp_path):
     assert one.pairs == two.pairs
     assert content_hash(rows_of(tmp_path / "w1")) == content_hash(rows_of(tmp_path / "w2"))
     assert len(list((tmp_path / "w2").glob("train/*.jsonl"))) > 1
-    three = run(dataset, tmp_path / "w3", file_format="jsonl", seed=1)
+    run(dataset, tmp_path / "w3", file_format="jsonl", seed=1)
     assert content_hash(rows_of(tmp_path / "w3")) != content_hash(rows_of(tmp_path / "w1"))
 
 

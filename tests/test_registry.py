@@ -45,12 +45,20 @@ def test_good_template_loads_and_checks(tmp_path):
     [
         (("{{ answer }}.", "{{ answer }."), "answers[0]", "Jinja syntax error"),
         (("fields: [answer, is_fake]", "fields: [answer]"), "fields", "used but not declared: is_fake"),
-        (("fields: [answer, is_fake]", "fields: [answer, is_fake, label]"), "fields", "declared but never used: label"),
+        (
+            ("fields: [answer, is_fake]", "fields: [answer, is_fake, label]"),
+            "fields",
+            "declared but never used: label",
+        ),
         (("fields: [answer, is_fake]", "fields: [answer, is_fake, secrets]"), "fields", "unknown variable(s) secrets"),
         (("kind: closed", "kind: essay"), "kind", "not one of detection's"),
         (("name: detection.test_closed", "name: other.test"), "name", "must start with its family"),
         (("questions:", "questionz:"), None, "unknown keys: questionz"),
-        (('answer_words: {fake: "Yes", real: "No"}', 'answer_words: {fake: "Yes"}'), "answer_words", "exactly the keys"),
+        (
+            ('answer_words: {fake: "Yes", real: "No"}', 'answer_words: {fake: "Yes"}'),
+            "answer_words",
+            "exactly the keys",
+        ),
         (('"{{ answer }}."', '"Well, {{ answer }}."'), "answers[0]", "must start with the answer word"),
         (('"Is it synthetic?"', '"Is it {{ answer.__class__.__mro__ }}?"'), "questions[0]", "render failed"),
         (('"Is it synthetic?"', '"Show <image>"'), "questions[0]", "<image>"),

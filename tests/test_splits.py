@@ -10,7 +10,7 @@ def test_groups_and_shared_images_never_straddle_splits():
     records.append(("dup-annotation", "img3", "some-other-group"))  # shares an image with r3
     split = assign_splits(records, RATIOS, seed=1)
     by_group = {}
-    for rid, image, group in records:
+    for rid, _image, group in records:
         by_group.setdefault(group, set()).add(split[rid])
     assert all(len(s) == 1 for g, s in by_group.items() if g != "some-other-group")
     assert split["dup-annotation"] == split["r3"]
@@ -26,7 +26,9 @@ def test_ratios_are_approached_and_order_does_not_matter():
 
 
 def test_zero_ratio_split_stays_empty():
-    split = assign_splits([(f"r{i}", f"i{i}", f"g{i}") for i in range(20)], {"train": 0.5, "validation": 0.0, "test": 0.5})
+    split = assign_splits(
+        [(f"r{i}", f"i{i}", f"g{i}") for i in range(20)], {"train": 0.5, "validation": 0.0, "test": 0.5}
+    )
     assert "validation" not in split.values()
 
 

@@ -52,7 +52,7 @@ def test_bad_lines_are_reported_and_quarantined_valid_ones_kept(tmp_path, capsys
         assert str(err).startswith(f"{path}:{first_line + offset}: {field}: ")
     assert by_line[first_line + len(cases)].message.startswith("not valid UTF-8")
     quarantined = report.quarantine.read_bytes().splitlines()
-    assert quarantined[:len(cases)] == [line.encode() for line, _ in cases]
+    assert quarantined[: len(cases)] == [line.encode() for line, _ in cases]
     assert quarantined[-1] == bad_bytes
 
     # the CLI prints one line per problem, then the counts, and exits 0 unless --strict
@@ -80,8 +80,8 @@ def test_clean_file_removes_stale_quarantine(tmp_path):
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     from PIL import Image
 
-    from fakeinstruct.images import ImageLimits, check_image
     from fakeinstruct.errors import FakeChainError
+    from fakeinstruct.images import ImageLimits, check_image
 
     Image.new("L", (4000, 4000)).save(tmp_path / "big.png")
     try:
