@@ -67,6 +67,7 @@ def _cmd_generate(args) -> int:
         split_ratios=ratios,
         families=args.families.split(",") if args.families else None,
         template_dirs=args.templates or [],
+        builtin_templates=not args.no_builtin_templates,
         taxonomy=args.taxonomy,
         check_images=not args.no_check_images,
         overwrite=args.overwrite,
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test ratios")
     p.add_argument("--families", help="comma-separated task families (default: all)")
     p.add_argument("--templates", action="append", help="extra template folder (repeatable)")
+    p.add_argument(
+        "--no-builtin-templates", action="store_true", help="use only --templates folders and installed packs"
+    )
     p.add_argument("--taxonomy", help="YAML file extending the attribute taxonomy")
     p.add_argument("--no-check-images", action="store_true", help="skip opening the images")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fakeinstruct.chain import FakeChain
+from fakeinstruct.sandbox import with_globals
 from fakeinstruct.taxonomy import Taxonomy
 
 # Variables every template may use, whatever its family.
@@ -72,15 +73,17 @@ def record_context(chain: FakeChain, taxonomy: Taxonomy) -> dict[str, Any]:
         advice = [a["fix"] for a in anomalous]
     else:
         advice = []
-    return {
-        "label": chain.label,
-        "is_fake": is_fake,
-        "generator": chain.source.generator,
-        "generator_family": chain.source.family,
-        "attributes": attributes,
-        "anomalous": anomalous,
-        "natural": [a for a in attributes if not a["is_anomalous"]],
-        "reasoning": list(chain.reasoning),
-        "conclusion": chain.conclusion,
-        "advice": advice,
-    }
+    return with_globals(
+        {
+            "label": chain.label,
+            "is_fake": is_fake,
+            "generator": chain.source.generator,
+            "generator_family": chain.source.family,
+            "attributes": attributes,
+            "anomalous": anomalous,
+            "natural": [a for a in attributes if not a["is_anomalous"]],
+            "reasoning": list(chain.reasoning),
+            "conclusion": chain.conclusion,
+            "advice": advice,
+        }
+    )

@@ -111,12 +111,34 @@ class Expander:
 
     def _single(self, template: Template, chain: FakeChain, base: dict, rng: random.Random) -> Iterator[Pair]:
         if template.kind in ATTRIBUTE_KINDS:
+            # templates of one kind share the sample, so both polarities of a yes/no attribute question are
+            # asked about the same attributes and their yes/no answers balance exactly
             attributes = base["attributes"]
-            chosen = sorted(rng.sample(range(len(attributes)), min(template.max_per_record, len(attributes))))
+            sampler = rng_for(self.seed, chain.id, f"{template.kind}/{template.max_per_record}")
+            chosen = sorted(sampler.sample(range(len(attributes)), min(template.max_per_record, len(attributes))))
             for index in chosen:
                 yield self._answer(template, chain, {**base, "attribute": attributes[index]}, rng)
         else:
             yield self._answer(template, chain, base, rng)
+
+    def count(self, chain: FakeChain) -> int:
+        """How many pairs :meth:`expand` yields for ``chain``, without rendering anything."""
+        total = 0
+        for template in self.templates:
+            if self._applies(template, chain):
+                attributes = len(chain.attributes)
+                total += min(template.max_per_record, attributes) if template.kind in ATTRIBUTE_KINDS else 1
+        for template in self.conversations:
+            total += all(self._turn_candidates(turn, chain) for turn in template.turns)
+        return total
+
+    def _turn_candidates(self, turn, chain: FakeChain) -> list[Template]:
+        candidates = [t for t in self.turn_templates[turn.family] if self._applies(t, chain)]
+        if turn.questions:
+            # a follow-up question of our own is open-ended: a yes/no answer written for another question
+            # would not fit it
+            candidates = [t for t in candidates if t.kind in OPEN_KINDS]
+        return candidates
 
     def _answer(self, template: Template, chain: FakeChain, context: dict, rng: random.Random) -> Pair:
         """Render one (question, answer) pair of a non-conversation template."""
@@ -166,11 +188,7 @@ class Expander:
         turns, ids = [], []
         first_closed: Pair | None = None
         for i, turn in enumerate(template.turns):
-            candidates = [t for t in self.turn_templates[turn.family] if self._applies(t, chain)]
-            if turn.questions:
-                # a follow-up question of our own is open-ended: a yes/no answer written for another question
-                # would not fit it
-                candidates = [t for t in candidates if t.kind in OPEN_KINDS]
+            candidates = self._turn_candidates(turn, chain)
             if not candidates:
                 return None
             component = candidates[rng.randrange(len(candidates))]

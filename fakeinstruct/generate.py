@@ -1,8 +1,9 @@
 """``fakeinstruct generate``: FakeChain JSONL -> FakeInstruct shards, stats.json and a dataset card.
 
-Two passes over the chains file: the first validates every record and assigns leakage-free splits, the second
-expands the valid records into pairs (in worker processes when ``workers > 1``) and writes them in input order,
-so the output is identical for any number of workers.
+Pass one (:mod:`fakeinstruct.plan`) validates every record and plans every shard; pass two
+(:mod:`fakeinstruct.shard`) renders and writes the shards, in worker processes when ``workers > 1``. Each
+finished shard is recorded in ``manifest.json`` with its row count and hash, so a killed run started again
+with the same command only writes the shards that are missing, and ends with the same manifest.
 """
 
 from __future__ import annotations
@@ -10,28 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fakeinstruct import __version__
+from fakeinstruct.arrow_schema import FILE_FORMATS
 from fakeinstruct.atomic import write_text
-from fakeinstruct.chain import SCHEMA_VERSION, FakeChain
-from fakeinstruct.errors import FakeChainError, FakeInstructError
-from fakeinstruct.formats import FORMATS, to_row
-from fakeinstruct.images import resolve_inside
-from fakeinstruct.reader import read_chains
+from fakeinstruct.chain import SCHEMA_VERSION
+from fakeinstruct.errors import FakeInstructError
+from fakeinstruct.formats import FORMATS
+from fakeinstruct.plan import plan_shards, scan
 from fakeinstruct.registry import load_registry
-from fakeinstruct.splits import SPLITS, assign_splits
 from fakeinstruct.stats import PairStats
 from fakeinstruct.taxonomy import load_taxonomy
-from fakeinstruct.writers import FILE_FORMATS, ShardWriter
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "fakeinstruct_config.json"
+MANIFEST_FILE = "manifest.json"
 IMAGE_MODES = ("relative", "embed")
+# Config fields that do not change the output: a resumed run may differ in these.
+_NOT_OUTPUT = ("workers", "overwrite", "progress", "out", "chains", "root", "template_dirs", "taxonomy")
 
 
 @dataclass
@@ -50,6 +50,7 @@ class GenerateConfig:
     split_ratios: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
     families: list[str] | None = None
     template_dirs: list[str] = field(default_factory=list)
+    builtin_templates: bool = True
     taxonomy: str | None = None
     check_images: bool = True
     overwrite: bool = False
@@ -65,9 +66,7 @@ class GenerateConfig:
                 f"unknown image mode {self.images!r}; one of {', '.join(IMAGE_MODES)}", field="images"
             )
         if self.images == "embed" and (self.file_format != "parquet" or self.format == "llava"):
-            raise FakeInstructError(
-                "--images embed needs --file-format parquet and a trl or prompt-completion format", field="images"
-            )
+            raise FakeInstructError("--images embed needs --file-format parquet and a trl or prompt-completion format")
         if self.workers < 1 or self.shard_size < 1:
             raise FakeInstructError("workers and shard size must be at least 1")
 
@@ -78,151 +77,140 @@ class GenerateResult:
     records: int
     rejected: int
     pairs: int
+    duplicates: int
+    resumed_shards: int
     stats: dict
 
 
-# --------------------------------------------------------------------------- worker side
-_WORKER: dict = {}
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def _init_worker(config: GenerateConfig) -> None:
-    taxonomy = load_taxonomy(config.taxonomy)
-    registry = load_registry(config.template_dirs, check=False).select(config.families)
-    from fakeinstruct.expand import Expander
-
-    _WORKER.update(expander=Expander(registry, taxonomy, config.seed), taxonomy=taxonomy, config=config)
-
-
-def _expand_batch(batch: list[bytes]) -> list[tuple[str, list[dict]]]:
-    expander, config, taxonomy = _WORKER["expander"], _WORKER["config"], _WORKER["taxonomy"]
-    root = Path(config.root)
-    out = []
-    for raw in batch:
-        chain = FakeChain.model_validate_json(raw, context={"taxonomy": taxonomy})
-        if config.images == "embed":
-            image_ref = {"bytes": resolve_inside(root, chain.image).read_bytes(), "path": chain.image}
-        else:
-            image_ref = f"images/{chain.image}"
-        out.append((chain.id, [to_row(p, config.format, image_ref) for p in expander.expand(chain)]))
-    return out
+def _identity(config: GenerateConfig, registry, taxonomy_path: str | None, chains_sha256: str) -> dict:
+    """What the output depends on. A folder written under another identity is never resumed into."""
+    identity = {k: v for k, v in asdict(config).items() if k not in _NOT_OUTPUT}
+    identity.update(
+        fakeinstruct_version=__version__,
+        schema_version=SCHEMA_VERSION,
+        templates=registry.fingerprint(),
+        template_names=[t.name for t in registry],
+        taxonomy_sha256=_file_sha256(Path(taxonomy_path)) if taxonomy_path else None,
+        chains_sha256=chains_sha256,
+    )
+    return identity
 
 
-# --------------------------------------------------------------------------- orchestration
-def _batches(lines: list[bytes], size: int) -> Iterator[list[bytes]]:
-    for start in range(0, len(lines), size):
-        yield lines[start : start + size]
-
-
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _open_output(out: Path, identity: dict, overwrite: bool) -> dict:
+    """Prepare ``out``; return the manifest of shards a previous run of the same identity finished."""
+    config_path = out / CONFIG_FILE
     if out.exists() and any(out.iterdir()):
+        if not config_path.exists():
+            raise FakeInstructError(f"refusing to write into {out}: it is not empty and holds no {CONFIG_FILE}")
+        previous = json.loads(config_path.read_text(encoding="utf-8"))
+        if previous.get("identity") == identity and not overwrite:
+            manifest_path = out / MANIFEST_FILE
+            manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"shards": {}}
+            for tmp in out.rglob(".*.tmp"):  # leftovers of writes that a kill interrupted
+                tmp.unlink()
+            return manifest
         if not overwrite:
-            raise FakeInstructError(f"output folder {out} is not empty; pass --overwrite to replace it")
-        if not (out / CONFIG_FILE).exists():
-            raise FakeInstructError(f"refusing to overwrite {out}: it holds no {CONFIG_FILE}, so it is not our output")
+            changed = sorted(k for k in identity if previous.get("identity", {}).get(k) != identity[k])
+            raise FakeInstructError(
+                f"{out} holds output generated with a different {', '.join(changed)}; pass --overwrite to replace it"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    return {"shards": {}}
 
 
-def _copy_image(root: Path, out: Path, relative: str) -> None:
-    src = resolve_inside(root, relative)
-    dst = out / "images" / relative
-    if dst.exists():
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+def _still_valid(out: Path, entry: dict) -> bool:
+    path = out / entry["path"]
+    return path.is_file() and _file_sha256(path) == entry["sha256"]
 
 
 def generate(config: GenerateConfig) -> GenerateResult:
     """Run the whole generation; see the module docstring."""
     config.validate()
     chains_path = Path(config.chains)
+    if not chains_path.is_file():
+        raise FakeInstructError(f"chains file not found: {chains_path}")
     config.root = str(Path(config.root) if config.root else chains_path.parent)
-    root, out = Path(config.root), Path(config.out)
+    out = Path(config.out)
     taxonomy = load_taxonomy(config.taxonomy)
-    registry = load_registry(config.template_dirs).select(config.families)
+    registry = load_registry(config.template_dirs, builtin=config.builtin_templates).select(config.families)
     if not len(registry):
         raise FakeInstructError("no templates selected")
 
-    # pass 1: validate, keep the valid raw lines, collect what the split needs
-    valid: list[bytes] = []
-    keys: list[tuple[str, str, str]] = []
-    rejected = 0
-    for line in read_chains(chains_path, root=root, taxonomy=taxonomy, check_images=config.check_images):
-        if line.ok:
-            valid.append(line.raw)
-            keys.append((line.chain.id, line.chain.image, line.chain.group))
-        else:
-            rejected += 1
-            for err in line.errors:
-                logger.warning("%s", err)
-    if not valid:
-        raise FakeChainError("no valid record remains", file=str(chains_path))
-    logger.info("%d valid record(s), %d rejected, %d template(s)", len(valid), rejected, len(registry))
-    split_of = assign_splits(keys, config.split_ratios, config.seed)
+    from fakeinstruct.expand import Expander
 
-    _prepare_out(out, config.overwrite)
-    if config.images == "relative":
-        for _, image, _ in keys:
-            _copy_image(root, out, image)
-    writers = {
-        s: ShardWriter(out, s, config.format, config.file_format, config.shard_size, config.images == "embed")
-        for s in SPLITS
-    }
-    stats = PairStats()
+    counter = Expander(registry, taxonomy, config.seed)
+    refs, rejected = scan(chains_path, Path(config.root), taxonomy, counter.count, check_images=config.check_images)
+    plan = plan_shards(refs, config.split_ratios, config.seed, config.shard_size)
+    del refs
+    logger.info(
+        "%d valid record(s), %d rejected; %d templates; %d shards planned",
+        plan.records,
+        rejected,
+        len(registry),
+        len(plan.shards),
+    )
 
+    identity = _identity(config, registry, config.taxonomy, _file_sha256(chains_path))
+    manifest = _open_output(out, identity, config.overwrite)
+    write_text(out / CONFIG_FILE, json.dumps({"identity": identity, "config": asdict(config)}, indent=2) + "\n")
+    done = {name: e for name, e in manifest["shards"].items() if _still_valid(out, e)}
+    todo = [s for s in plan.shards if s.name not in done]
+    if done:
+        logger.info("resuming: %d of %d shards already written", len(done), len(plan.shards))
+    _run_shards(config, todo, done, out, sum(s.planned_pairs for s in todo))
+
+    stats = PairStats.merged(e["stats"] for e in done.values())
+    summary = stats.summary()
+    summary["duplicates_removed"] = sum(e["duplicates"] for e in done.values())
+    summary["records"] = {"valid": plan.records, "rejected": rejected, "per_split": plan.records_per_split}
+    write_text(out / "stats.json", json.dumps(summary, indent=2) + "\n")
+    from fakeinstruct.card import render_dataset_card
+
+    write_text(out / "README.md", render_dataset_card(identity | {"out": str(out)}, summary))
+    logger.info("wrote %d pairs (%d duplicates removed) to %s", stats.pairs, summary["duplicates_removed"], out)
+    return GenerateResult(
+        out, plan.records, rejected, stats.pairs, summary["duplicates_removed"], len(plan.shards) - len(todo), summary
+    )
+
+
+def _run_shards(config: GenerateConfig, todo, done: dict, out: Path, planned_pairs: int) -> None:
+    """Render ``todo`` (in a pool when ``workers > 1``), recording each finished shard in the manifest."""
     from tqdm.auto import tqdm
 
-    batch_size = max(1, min(256, len(valid) // (config.workers * 4) or 1))
-    batches = _batches(valid, batch_size)
-    progress = tqdm(total=len(valid), unit="record", desc="generate", disable=not config.progress)
-    if config.workers == 1:
-        _init_worker(config)
-        results = map(_expand_batch, batches)
-        pool = None
-    else:
-        import multiprocessing as mp
+    from fakeinstruct.shard import init_worker, render_shard
 
-        pool = mp.get_context("spawn").Pool(config.workers, initializer=_init_worker, initargs=(config,))
-        results = pool.imap(_expand_batch, batches)
+    def record(result) -> None:
+        done[result.name] = {k: v for k, v in asdict(result).items() if k != "name"}
+        manifest = {"shards": dict(sorted(done.items()))}
+        write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+    progress = tqdm(total=planned_pairs, unit="pair", desc="generate", disable=not config.progress)
+    pool = None
     try:
-        for batch in results:
-            for chain_id, rows in batch:
-                split = split_of[chain_id]
-                for row in rows:
-                    writers[split].write(row)
-                    stats.add(row, split)
-            progress.update(len(batch))
+        if config.workers == 1 or len(todo) <= 1:
+            init_worker(config)
+            results = map(render_shard, todo)
+        else:
+            import multiprocessing as mp
+
+            pool = mp.get_context("spawn").Pool(min(config.workers, len(todo)), init_worker, (config,))
+            results = pool.imap_unordered(render_shard, todo)
+        for result in results:
+            record(result)
+            progress.update(result.rows + result.duplicates)
+        if pool is not None:
+            pool.close()
     finally:
         progress.close()
         if pool is not None:
-            pool.close()
+            pool.terminate()
             pool.join()
-    shards = {s: [asdict(sh) for sh in w.close()] for s, w in writers.items()}
-
-    summary = stats.summary()
-    summary["records"] = {"valid": len(valid), "rejected": rejected, "per_split": _count(split_of.values())}
-    write_text(out / "stats.json", json.dumps(summary, indent=2) + "\n")
-    saved = asdict(config) | {
-        "fakeinstruct_version": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "templates": registry.fingerprint(),
-        "template_names": [t.name for t in registry],
-        "chains_sha256": hashlib.sha256(chains_path.read_bytes()).hexdigest(),
-        "shards": shards,
-    }
-    write_text(out / CONFIG_FILE, json.dumps(saved, indent=2) + "\n")
-    from fakeinstruct.card import render_dataset_card
-
-    write_text(out / "README.md", render_dataset_card(saved, summary))
-    logger.info("wrote %d pairs to %s", summary["pairs"], out)
-    return GenerateResult(out=out, records=len(valid), rejected=rejected, pairs=summary["pairs"], stats=summary)
-
-
-def _count(values) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return dict(sorted(counts.items()))

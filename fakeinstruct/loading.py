@@ -9,6 +9,7 @@ from fakeinstruct.errors import FakeInstructError
 from fakeinstruct.images import resolve_inside
 
 CONFIG_FILE = "fakeinstruct_config.json"
+MANIFEST_FILE = "manifest.json"
 
 
 def load_fakeinstruct(path: str | Path, split: str | None = None):
@@ -23,12 +24,14 @@ def load_fakeinstruct(path: str | Path, split: str | None = None):
     config_path = root / CONFIG_FILE
     if not config_path.is_file():
         raise FakeInstructError(f"{root} is not a FakeInstruct folder: {CONFIG_FILE} is missing")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = json.loads(config_path.read_text(encoding="utf-8"))["identity"]
+    manifest = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
     ext = config["file_format"]
-    data_files = {}
-    for shard_split, shards in config["shards"].items():
-        if shards and split in (None, shard_split):
-            data_files[shard_split] = [str(root / s["path"]) for s in shards]
+    data_files: dict[str, list[str]] = {}
+    for name, shard in sorted(manifest["shards"].items()):
+        shard_split = name.split("/", 1)[0]
+        if split in (None, shard_split):
+            data_files.setdefault(shard_split, []).append(str(root / shard["path"]))
     if not data_files:
         raise FakeInstructError(f"no shards for split {split!r} in {root}")
     ds = load_dataset("parquet" if ext == "parquet" else "json", data_files=data_files)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.errors import FakeChainError
-from fakeinstruct.images import DEFAULT_LIMITS, ImageLimits, check_image
+from fakeinstruct.images import DEFAULT_LIMITS, ImageLimits, check_image, resolve_inside
 from fakeinstruct.taxonomy import Taxonomy, default_taxonomy
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -28,6 +28,7 @@ class Line:
 
     number: int
     raw: bytes
+    offset: int = 0
     chain: FakeChain | None = None
     errors: list[FakeChainError] = field(default_factory=list)
 
@@ -72,11 +73,28 @@ def parse_line(raw: bytes, *, file: str, number: int, taxonomy: Taxonomy) -> Lin
     return line
 
 
-def check_record_image(line: Line, root: Path, *, file: str, limits: ImageLimits) -> None:
-    """Check the record's image and that attribute regions lie inside it; problems go to ``line.errors``."""
+def check_record_image(line: Line, root: Path, *, file: str, limits: ImageLimits, cache: dict | None = None) -> None:
+    """Check the record's image and that attribute regions lie inside it; problems go to ``line.errors``.
+
+    ``cache`` maps a file's identity (device, inode, size, mtime) to its check result, so an image that many
+    records share (several annotations, links) is decoded once.
+    """
     chain = line.chain
     try:
-        width, height = check_image(root, chain.image, limits)
+        key = None
+        if cache is not None:
+            st = resolve_inside(root, chain.image).stat()
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if key in cache:
+                width, height = cache[key]
+        if key is None or key not in cache:
+            width, height = check_image(root, chain.image, limits)
+            if key is not None:
+                cache[key] = (width, height)
+    except OSError as err:
+        message = f"image file not found: {chain.image}" if isinstance(err, FileNotFoundError) else str(err)
+        line.errors.append(FakeChainError(message, file=file, line=line.number, field="image"))
+        return
     except FakeChainError as err:
         line.errors.append(FakeChainError(err.message, file=file, line=line.number, field=err.field))
         return
@@ -110,16 +128,20 @@ def read_chains(
     taxonomy = taxonomy or default_taxonomy()
     file = str(path)
     seen: dict[str, int] = {}
+    image_cache: dict = {}
     try:
         handle = path.open("rb")
     except OSError as err:
         raise FakeChainError(f"cannot open chains file: {err.strerror}", file=file) from err
     with handle:
+        offset = 0
         for number, raw in enumerate(handle, start=1):
+            start, offset = offset, offset + len(raw)
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
                 continue
             line = parse_line(raw, file=file, number=number, taxonomy=taxonomy)
+            line.offset = start
             if line.chain is not None:
                 if line.chain.id in seen:
                     line.errors.append(
@@ -131,7 +153,7 @@ def read_chains(
                         )
                     )
                 elif check_images:
-                    check_record_image(line, root, file=file, limits=limits)
+                    check_record_image(line, root, file=file, limits=limits, cache=image_cache)
                 if line.ok:
                     seen[line.chain.id] = number
             yield line

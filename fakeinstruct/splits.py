@@ -42,23 +42,30 @@ def parse_ratios(text: str) -> dict[str, float]:
     return dict(zip(SPLITS, values, strict=True))
 
 
-def assign_splits(records: Iterable[tuple[str, str, str]], ratios: dict[str, float], seed: int = 0) -> dict[str, str]:
-    """Map record id -> split, for ``records`` given as (id, image, group) triples."""
+def components(records: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+    """Map record id -> component key, for ``records`` given as (id, image, group) triples."""
     records = list(records)
     uf = _UnionFind()
     for _, image, group in records:
         uf.union("img:" + image, "grp:" + group)
-    component_of = {rid: uf.find("img:" + image) for rid, image, _ in records}
+    return {rid: uf.find("img:" + image) for rid, image, _ in records}
+
+
+def assign_splits(
+    records: Iterable[tuple[str, str, str]], ratios: dict[str, float], seed: int = 0, component_of=None
+) -> dict[str, str]:
+    """Map record id -> split, for ``records`` given as (id, image, group) triples."""
+    component_of = component_of if component_of is not None else components(records)
     sizes = Counter(component_of.values())
 
     def order(component: str) -> str:
         return hashlib.sha256(f"{seed}\x1f{component}".encode()).hexdigest()
 
-    total = len(records) or 1
+    total = len(component_of) or 1
     counts = dict.fromkeys(SPLITS, 0)
     split_of_component: dict[str, str] = {}
+    wanted = [s for s in SPLITS if ratios[s] > 0]
     for component in sorted(sizes, key=order):
-        wanted = [s for s in SPLITS if ratios[s] > 0]
         # the split with the largest deficit against its target takes the next component
         split = max(wanted, key=lambda s: (ratios[s] * total - counts[s]) / ratios[s])
         split_of_component[component] = split

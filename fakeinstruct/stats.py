@@ -1,31 +1,50 @@
-"""Counts over generated pairs, accumulated row by row (flat memory), summarised into ``stats.json``."""
+"""Counts over generated pairs, kept per shard (in the manifest) and merged into ``stats.json``."""
 
 from __future__ import annotations
 
 from collections import Counter
 
+KEYS = ("task", "template", "label", "generator", "split", "task_split")
+
 
 class PairStats:
     """Pairs per task family, template, label, generator and split, and the closed-ended answer words."""
 
-    KEYS = ("task", "template", "label", "generator", "split", "task_split")
-
     def __init__(self):
         self.pairs = 0
-        self.counters = {k: Counter() for k in self.KEYS}
+        self.counters: dict[str, Counter] = {k: Counter() for k in KEYS}
         self.answer_words: dict[str, Counter] = {}
 
-    def add(self, row: dict, split: str) -> None:
+    def add_pair(self, pair, split: str) -> None:
         self.pairs += 1
         c = self.counters
-        c["task"][row["task"]] += 1
-        c["template"][row["template_id"].split("#", 1)[0]] += 1
-        c["label"][row["label"]] += 1
-        c["generator"][row["generator"]] += 1
+        c["task"][pair.task] += 1
+        c["template"][pair.template_id.split("#", 1)[0]] += 1
+        c["label"][pair.label] += 1
+        c["generator"][pair.generator] += 1
         c["split"][split] += 1
-        c["task_split"][f"{row['task']}/{split}"] += 1
-        if row.get("answer_word"):
-            self.answer_words.setdefault(row["task"], Counter())[row["answer_word"]] += 1
+        c["task_split"][f"{pair.task}/{split}"] += 1
+        if pair.answer_word:
+            self.answer_words.setdefault(pair.task, Counter())[pair.answer_word] += 1
+
+    def state(self) -> dict:
+        """A JSON-able, order-independent snapshot (sorted keys), for the shard manifest."""
+        return {
+            "pairs": self.pairs,
+            "counters": {k: dict(sorted(c.items())) for k, c in self.counters.items()},
+            "answer_words": {t: dict(sorted(c.items())) for t, c in sorted(self.answer_words.items())},
+        }
+
+    @classmethod
+    def merged(cls, states) -> PairStats:
+        total = cls()
+        for state in states:
+            total.pairs += state["pairs"]
+            for key, counts in state["counters"].items():
+                total.counters[key].update(counts)
+            for task, counts in state["answer_words"].items():
+                total.answer_words.setdefault(task, Counter()).update(counts)
+        return total
 
     def summary(self) -> dict:
         out: dict = {"pairs": self.pairs}

@@ -124,21 +124,28 @@ def test_side_files(dataset, tmp_path):
     out = tmp_path / "out"
     stats = json.loads((out / "stats.json").read_text())
     assert stats["pairs"] == result.pairs == sum(stats["per_task"].values()) == sum(stats["per_split"].values())
-    config = json.loads((out / "fakeinstruct_config.json").read_text())
-    assert config["seed"] == 0 and len(config["templates"]) == 16
+    identity = json.loads((out / "fakeinstruct_config.json").read_text())["identity"]
+    assert identity["seed"] == 0 and len(identity["templates"]) == 16
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sum(e["rows"] for e in manifest["shards"].values()) == result.pairs
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "train/*.parquet" in card and str(result.pairs) in card
 
 
-def test_refuses_non_empty_output_without_overwrite(dataset, tmp_path):
-    run(dataset, tmp_path / "out")
-    with pytest.raises(FakeInstructError, match="--overwrite"):
-        run(dataset, tmp_path / "out")
-    run(dataset, tmp_path / "out", overwrite=True)
+def test_changed_settings_are_refused_without_overwrite(dataset, tmp_path):
+    first = run(dataset, tmp_path / "out")
+    again = run(dataset, tmp_path / "out")  # same settings: nothing left to do
+    assert again.resumed_shards == len(json.loads((tmp_path / "out" / "manifest.json").read_text())["shards"])
+    assert again.pairs == first.pairs
+    with pytest.raises(FakeInstructError, match="different seed"):
+        run(dataset, tmp_path / "out", seed=3)
+    with pytest.raises(FakeInstructError, match="different families"):
+        run(dataset, tmp_path / "out", families=["detection"])
+    assert run(dataset, tmp_path / "out", seed=3, overwrite=True).pairs > 0
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("do not delete")
-    with pytest.raises(FakeInstructError, match="not our output"):
+    with pytest.raises(FakeInstructError, match=r"holds no fakeinstruct_config\.json"):
         run(dataset, foreign, overwrite=True)
     assert (foreign / "thesis.tex").exists()
 

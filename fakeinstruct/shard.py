@@ -1,0 +1,118 @@
+"""Pass two of generation, in a worker: render one planned shard and write it atomically.
+
+A worker builds its :class:`~fakeinstruct.expand.Expander` once (templates compiled once per process) and
+then renders shard after shard; the main process only collects each finished shard's manifest entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from fakeinstruct.atomic import atomic_write
+from fakeinstruct.chain import FakeChain
+from fakeinstruct.images import resolve_inside
+from fakeinstruct.plan import ShardSpec
+from fakeinstruct.stats import PairStats
+
+
+@dataclass
+class ShardResult:
+    name: str
+    path: str
+    rows: int
+    duplicates: int
+    sha256: str
+    stats: dict
+
+
+_STATE: dict = {}
+
+
+def init_worker(config) -> None:
+    """Build the per-process state: taxonomy, registry (compiled once), expander, open chains file."""
+    from fakeinstruct.arrow_schema import arrow_schema
+    from fakeinstruct.expand import Expander
+    from fakeinstruct.registry import load_registry
+    from fakeinstruct.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy(config.taxonomy)
+    registry = load_registry(config.template_dirs, builtin=config.builtin_templates, check=False)
+    registry = registry.select(config.families)
+    _STATE.clear()
+    _STATE.update(
+        config=config,
+        taxonomy=taxonomy,
+        expander=Expander(registry, taxonomy, config.seed),
+        schema=arrow_schema(config.format, config.images == "embed"),
+        chains=open(config.chains, "rb"),  # noqa: SIM115 - held for the worker's lifetime
+    )
+
+
+def _link_image(root: Path, out: Path, relative: str) -> None:
+    dst = out / "images" / relative
+    if dst.exists():
+        return
+    src = resolve_inside(root, relative)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def render_shard(spec: ShardSpec) -> ShardResult:
+    config, expander, chains = _STATE["config"], _STATE["expander"], _STATE["chains"]
+    root, out = Path(config.root), Path(config.out)
+    pairs, refs, seen = [], [], set()
+    duplicates = 0
+    image_bytes: dict[str, bytes] = {}
+    for offset, length in spec.records:
+        chains.seek(offset)
+        chain = FakeChain.model_validate_json(chains.read(length), context={"taxonomy": _STATE["taxonomy"]})
+        if config.images == "embed":
+            if chain.image not in image_bytes:
+                image_bytes[chain.image] = resolve_inside(root, chain.image).read_bytes()
+            ref = {"bytes": image_bytes[chain.image], "path": chain.image}
+        else:
+            _link_image(root, out, chain.image)
+            ref = f"images/{chain.image}"
+        for pair in expander.expand(chain):
+            key = (pair.image, tuple(pair.turns))
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            pairs.append(pair)
+            refs.append(ref)
+    data = encode(pairs, refs, config.format, config.file_format, _STATE["schema"])
+    path = f"{spec.name}.{config.file_format}"
+    with atomic_write(out / path) as handle:
+        handle.write(data)
+    stats = PairStats()
+    for pair in pairs:
+        stats.add_pair(pair, spec.split)
+    return ShardResult(spec.name, path, len(pairs), duplicates, hashlib.sha256(data).hexdigest(), stats.state())
+
+
+def encode(pairs, refs, fmt: str, file_format: str, schema) -> bytes:
+    """The bytes of one shard file."""
+    if file_format == "jsonl":
+        from fakeinstruct.formats import to_row
+
+        return b"".join(orjson.dumps(to_row(p, fmt, r)) + b"\n" for p, r in zip(pairs, refs, strict=True))
+    import pyarrow.parquet as pq
+
+    from fakeinstruct.columns import build_table
+
+    buffer = io.BytesIO()
+    pq.write_table(build_table(pairs, fmt, refs, schema), buffer, compression="zstd")
+    return buffer.getvalue()

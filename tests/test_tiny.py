@@ -1,0 +1,235 @@
+"""The tiny offline LLaVA: it reloads with the Auto classes, runs, trains under TRL and tokenizes answers as the
+token-probability estimator expects. The checkpoint is built once per module."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+from safetensors.torch import load_file  # noqa: E402
+from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
+
+from modeling.tiny import (  # noqa: E402
+    ANSWER_WORDS,
+    ASSISTANT_PREFIX,
+    IMAGE_SIZE,
+    PATCH_SIZE,
+    build_tiny_llava,
+    build_tokenizer,
+    chat_template,
+)
+
+IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
+
+
+def image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def conversation(*turns: tuple[str, str]) -> list[dict]:
+    """Messages shaped as `fakeinstruct generate --format trl` writes them: the image block opens turn one."""
+    messages = []
+    for i, (question, answer) in enumerate(turns):
+        content = [{"type": "image", "text": None}] if i == 0 else []
+        messages.append({"role": "user", "content": [*content, {"type": "text", "text": question}]})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return messages
+
+
+TWO_TURNS = conversation(
+    ("Is this image real or fake?", "Fake. The edges are too clean."), ("Why?", "The texture repeats.")
+)
+ONE_TURN = conversation(("Is this a real photograph?", "Yes."))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny") / "llava")
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_dir):
+    return AutoProcessor.from_pretrained(tiny_dir, trust_remote_code=False)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_dir):
+    return AutoModelForImageTextToText.from_pretrained(tiny_dir, trust_remote_code=False).eval()
+
+
+def test_reloads_with_auto_classes(tiny_dir, processor, model):
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    assert type(processor).__name__ == "LlavaProcessor"
+    assert model.config._attn_implementation == "sdpa"
+    assert processor.chat_template == processor.tokenizer.chat_template == chat_template()
+    assert (
+        model.config.image_token_id == processor.image_token_id == processor.tokenizer.convert_tokens_to_ids("<image>")
+    )
+    assert 100_000 < model.num_parameters() < 1_000_000
+
+
+def test_writes_safetensors_only(tiny_dir):
+    names = {p.name for p in tiny_dir.iterdir()}
+    assert "model.safetensors" in names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+
+
+def test_chat_template_renders_turns_in_place(processor):
+    assert processor.apply_chat_template(TWO_TURNS) == (
+        "<s><|user|>\n<image>\nIs this image real or fake?</s>\n"
+        "<|assistant|>\nFake. The edges are too clean.</s>\n"
+        "<|user|>\nWhy?</s>\n"
+        "<|assistant|>\nThe texture repeats.</s>\n"
+    )
+    prompt = processor.apply_chat_template(TWO_TURNS[:1], add_generation_prompt=True)
+    assert prompt.endswith("</s>\n" + ASSISTANT_PREFIX)
+    plain = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Real?"}]
+    assert processor.apply_chat_template(plain) == "<s><|system|>\nBe brief.</s>\n<|user|>\nReal?</s>\n"
+    with pytest.raises(Exception, match="unsupported role"):
+        processor.apply_chat_template([{"role": "tool", "content": "x"}])
+
+
+@pytest.mark.parametrize("word", ANSWER_WORDS)
+def test_answer_word_is_one_token_after_the_assistant_prefix(processor, word):
+    """The scorer reads the logits at the end of the generation prompt: the answer word must be the next token."""
+    tokenizer = processor.tokenizer
+    messages = conversation(("Is this image real or fake?", f"{word}. The edges are too clean."))
+    prompt = tokenizer.encode(processor.apply_chat_template(messages[:1], add_generation_prompt=True))
+    full = tokenizer.encode(processor.apply_chat_template(messages))
+    assert full[: len(prompt)] == prompt
+    assert tokenizer.convert_ids_to_tokens(prompt[:2]) == ["<s>", "<|user|>"]  # one BOS: encoding adds none
+    assert tokenizer.convert_ids_to_tokens(prompt[-2:]) == ["<|assistant|>", "Ċ"]
+    (word_id,) = tokenizer.encode(word, add_special_tokens=False)
+    assert full[len(prompt)] == word_id
+    assert tokenizer.decode([word_id]) == word
+
+
+def test_answer_words_are_one_token_even_when_the_corpus_lacks_them():
+    tokenizer = build_tokenizer(["The edges look natural to me."] * 5, vocab_size=300)
+    for word in ANSWER_WORDS:
+        (word_id,) = tokenizer.encode(word, add_special_tokens=False)
+        assert tokenizer.decode([word_id]) == word
+    assert tokenizer.tokenize("The edges") == ["The", "Ġedges"]  # the corpus merges still come first
+
+
+def test_assistant_mask_covers_exactly_the_answers(processor):
+    out = processor.apply_chat_template(
+        [TWO_TURNS, ONE_TURN],
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+        processor_kwargs={"images": [[image(0)], [image(1)]], "padding": True},
+    )
+    tokenizer = processor.tokenizer
+    for ids, mask, answers in zip(
+        out["input_ids"],
+        out["assistant_masks"],
+        (["Fake. The edges are too clean.", "The texture repeats."], ["Yes."]),
+        strict=True,
+    ):
+        runs, run = [], []
+        for token, masked in zip(ids, mask, strict=True):
+            if masked:
+                run.append(token)
+            elif run:
+                runs, run = [*runs, run], []
+        assert [tokenizer.decode(r) for r in runs] == [a + "</s>" for a in answers]
+        assert ids.count(processor.image_token_id) == IMAGE_TOKENS
+
+
+def test_forward_with_left_padding(processor, model):
+    batch = processor.apply_chat_template(
+        [TWO_TURNS[:1], conversation(("Real?", "Real."))[:1]],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"images": [[image(0)], [image(1, (128, 128))]], "padding": True, "padding_side": "left"},
+    )
+    ids, attention = batch["input_ids"], batch["attention_mask"]
+    assert (
+        attention[0].all() and attention[1, -1] and not attention[1, 0]
+    )  # left padded: the short row starts with pads
+    assert (ids == model.config.image_token_id).sum(-1).tolist() == [IMAGE_TOKENS, IMAGE_TOKENS]
+    features = model.get_image_features(pixel_values=batch["pixel_values"]).pooler_output
+    assert [f.shape[0] for f in features] == [IMAGE_TOKENS, IMAGE_TOKENS]
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape == (*ids.shape, model.config.text_config.vocab_size)
+    assert torch.isfinite(logits).all()
+    # The padded row's next-token logits equal those of the same prompt run alone.
+    short = 1
+    alone = {k: v[short : short + 1, -int(attention[short].sum()) :] for k, v in batch.items() if k != "pixel_values"}
+    with torch.no_grad():
+        single = model(**alone, pixel_values=batch["pixel_values"][short : short + 1]).logits
+    torch.testing.assert_close(logits[short, -1], single[0, -1], atol=1e-4, rtol=1e-4)
+
+
+def test_same_seed_same_weights(tiny_dir, tmp_path):
+    again = load_file(build_tiny_llava(tmp_path / "again") / "model.safetensors")
+    first = load_file(tiny_dir / "model.safetensors")
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert (tiny_dir / "tokenizer.json").read_bytes() == (tmp_path / "again" / "tokenizer.json").read_bytes()
+    other = load_file(build_tiny_llava(tmp_path / "other", seed=1) / "model.safetensors")
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_siglip_tower_matches_its_processor(tmp_path):
+    path = build_tiny_llava(tmp_path / "siglip", vision="siglip")
+    processor = AutoProcessor.from_pretrained(path)
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    batch = processor.apply_chat_template(
+        ONE_TURN, tokenize=True, return_dict=True, return_tensors="pt", processor_kwargs={"images": [image(2)]}
+    )
+    assert (batch["input_ids"] == model.config.image_token_id).sum() == IMAGE_TOKENS
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).logits).all()
+
+
+def test_sft_trainer_trains_on_assistant_tokens_only(tiny_dir, tmp_path):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [{"messages": TWO_TURNS, "images": [image(0)]}, {"messages": ONE_TURN, "images": [image(1)]}] * 2
+    args = SFTConfig(
+        output_dir=str(tmp_path / "sft"),
+        use_cpu=True,
+        bf16=False,
+        max_length=None,
+        assistant_only_loss=True,
+        per_device_train_batch_size=2,
+        max_steps=2,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+    )
+    trainer = SFTTrainer(
+        model=AutoModelForImageTextToText.from_pretrained(tiny_dir),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoProcessor.from_pretrained(tiny_dir),
+    )
+    batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+    tokenizer = trainer.processing_class.tokenizer
+    assistant, eos = tokenizer.convert_tokens_to_ids("<|assistant|>"), tokenizer.eos_token_id
+    image_id = trainer.model.config.image_token_id
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
+        # Expected: from after "<|assistant|>\n" up to and including the turn's </s>; everything else ignored.
+        expected, inside = [], False
+        for i, token in enumerate(ids):
+            inside = inside or (i >= 2 and ids[i - 2] == assistant)
+            expected.append(token if inside else -100)
+            inside = inside and token != eos
+        assert labels == expected
+        image_labels = [label for token, label in zip(ids, labels, strict=True) if token == image_id]
+        assert image_labels == [-100] * IMAGE_TOKENS
+    result = trainer.train()
+    assert result.global_step == 2
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert len(losses) == 2 and all(np.isfinite(losses))
