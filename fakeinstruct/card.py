@@ -29,6 +29,44 @@ def _table(counts: dict[str, int], header: str) -> str:
     return "\n".join(lines)
 
 
+def _quality(stats: dict) -> str:
+    quality = stats.get("quality")
+    if not quality:
+        return "Run `fakeinstruct stats <folder>` for the data-quality report (balance, diversity, leakage)."
+    t, checks = quality["thresholds"], quality["checks"]
+    answers = quality["diversity"]["answers"]
+    questions = quality["diversity"]["questions"]
+    explanation = quality["answer_words_length"].get("explanation", {})
+    rows = [
+        ("answer-word balance", f"{quality['balance']}", f"every share within 0.5 +- {t['balance_tolerance']}", checks["balance"]),
+        ("answers distinct-2", answers["distinct_2"], f">= {t['min_distinct_2_answers']}", checks["distinct_2"]),
+        ("answers distinct-4", answers["distinct_4"], f">= {t['min_distinct_4_answers']}", checks["distinct_4"]),
+        (
+            "answers sharing an 8-gram with > 1% of answers",
+            quality["diversity"]["repetitive_answers"],
+            f"<= {t['max_repetitive_answers']}",
+            checks["repetition"],
+        ),
+        (
+            "median explanation length (words)",
+            explanation.get("p50"),
+            f">= {t['min_median_explanation_words']}",
+            checks["explanation_length"],
+        ),
+        ("exact duplicates left", quality["exact_duplicates_left"], "0", checks["no_duplicates"]),
+        ("images or groups in two splits", quality["leakage"], "none", checks["no_leakage"]),
+    ]
+    lines = ["| check | value | threshold | pass |", "|---|---|---|---|"]
+    lines += [f"| {name} | {value} | {limit} | {'yes' if ok else 'NO'} |" for name, value, limit, ok in rows]
+    lines.append("")
+    lines.append(
+        f"Questions: distinct-2 {questions['distinct_2']}, distinct-4 {questions['distinct_4']}. Diversity is measured "
+        f"on an evenly spread sample of {quality['sampled_turns']} turns; everything else on all pairs. "
+        "Answer length percentiles per family are in `stats.json`; the distributions are drawn in `stats.png`."
+    )
+    return "\n".join(lines)
+
+
 def render_dataset_card(config: dict, stats: dict) -> str:
     ext = config["file_format"]
     front = {
@@ -60,7 +98,8 @@ Visual instruction pairs for explainable AI-generated-image detection, expanded 
 (per-image authenticity reasoning chains: a real/fake label, visual-trace evidence per forgery attribute,
 reasoning steps and a conclusion) by `fakeinstruct generate` {config["fakeinstruct_version"]}.
 
-- **Pairs:** {stats["pairs"]} from {records["valid"]} records ({records["rejected"]} rejected by validation)
+- **Pairs:** {stats["pairs"]} from {records["valid"]} records ({records["rejected"]} rejected by validation,
+  {stats["duplicates_removed"]} exact duplicates removed)
 - **Format:** `{config["format"]}`, {ext} shards under `train/`, `validation/`, `test/`
 - **Seed:** {config["seed"]}; **template set:** `{config["templates"]}` ({len(config["template_names"])} templates);
   **FakeChain schema:** {config["schema_version"]}; **chains file sha256:** `{config["chains_sha256"][:16]}...`
@@ -73,6 +112,10 @@ Closed-ended answers start with the answer word (`answer_word`); `positive_word`
 words for fake/anomalous and real/natural, the two alternatives a token-probability score compares.
 
 Closed-ended answer words per family: `{stats["closed_answer_words"]}`.
+
+## Data quality
+
+{_quality(stats)}
 
 ## Splits
 
@@ -89,7 +132,8 @@ Records per split: {records["per_split"]}. Splits are grouped: records that shar
 
 ## Columns
 
-`id`, `task`, `template_id` (`<template>#q<question>a<answer>`), `chain_id`, `image`, `label`, `generator`,
+`id`, `task`, `template_id` (`<template>#q<question>a<answer>`), `chain_id`, `image`, `group` (the split
+group: records sharing it are in one split), `label`, `generator`,
 `attribute` (attribute pairs), `positive_word`, `negative_word`, `answer_word` (closed-ended pairs), and the
 conversation in the `{config["format"]}` layout.
 

@@ -6,17 +6,37 @@ import re
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fakeinstruct.taxonomy import Taxonomy, default_taxonomy
 
 SCHEMA_VERSION = "1.0"
 IMAGE_PLACEHOLDER = "<image>"
 
-# Annotation text is free prose, but a literal image placeholder would be expanded into image tokens by
-# every LLaVA-style processor and shift the image count; it is rejected wherever text is accepted.
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+def _no_placeholder(text: str) -> str:
+    # Annotation text is free prose, but a literal image placeholder would be expanded into image tokens by
+    # every LLaVA-style processor and shift the image count; it is rejected wherever text is accepted.
+    if IMAGE_PLACEHOLDER in text:
+        raise ValueError(f"contains the image placeholder {IMAGE_PLACEHOLDER!r}")
+    return text
+
+
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000), AfterValidator(_no_placeholder)
+]
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_placeholder)
+]
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -142,25 +162,12 @@ class FakeChain(_Strict):
         is_real_source = self.source.family == GeneratorFamily.real_camera.value
         if is_real_source != (self.label == Label.real.value):
             raise ValueError(f"label {self.label!r} disagrees with source.family {self.source.family!r}")
-        for path, text in _texts(self.model_dump()):
-            if IMAGE_PLACEHOLDER in text:
-                raise ValueError(f"{path} contains the image placeholder {IMAGE_PLACEHOLDER!r}")
         return self
 
     @property
     def group(self) -> str:
         """The split group: ``source.group`` when given, else the image itself."""
         return self.source.group or self.image
-
-
-def _texts(value: Any, path: str = "") -> list[tuple[str, str]]:
-    if isinstance(value, str):
-        return [(path, value)]
-    if isinstance(value, dict):
-        return [t for k, v in value.items() for t in _texts(v, f"{path}.{k}" if path else k)]
-    if isinstance(value, (list, tuple)):
-        return [t for i, v in enumerate(value) for t in _texts(v, f"{path}[{i}]")]
-    return []
 
 
 def json_schema() -> dict[str, Any]:

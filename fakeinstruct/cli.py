@@ -80,6 +80,17 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _cmd_stats(args) -> int:
+    from fakeinstruct.report import write_report
+
+    quality = write_report(args.dir, sample_size=args.sample_size)
+    for name, ok in quality["checks"].items():
+        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
+    failed = [name for name, ok in quality["checks"].items() if not ok]
+    print(f"{args.dir}: {quality['pairs']} pairs; {len(failed)} of {len(quality['checks'])} checks failed")
+    return 1 if failed and args.strict else 0
+
+
 def _cmd_templates(args) -> int:
     from fakeinstruct.checks import check_registry
     from fakeinstruct.registry import load_registry
@@ -161,6 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser(
+        "stats",
+        help="data-quality report of a generated folder",
+        description="Counts, answer-word balance, diversity, duplicates and split leakage of a generated folder; "
+        "updates stats.json and the dataset card and draws stats.png.",
+    )
+    p.add_argument("dir", help="a fakeinstruct generate output folder")
+    p.add_argument("--sample-size", type=int, default=20_000, help="answers sampled for n-gram diversity")
+    p.add_argument("--strict", action="store_true", help="exit non-zero when a quality check fails")
+    p.set_defaults(func=_cmd_stats)
 
     p = sub.add_parser("templates", help="list or check instruction templates", description="List or check templates.")
     p.add_argument("action", choices=["list", "check"])

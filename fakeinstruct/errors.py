@@ -13,6 +13,10 @@ class FakeInstructError(Exception):
         self.line = line
         self.field = field
 
+    def __reduce__(self):
+        # keep file, line and field when an error crosses a process boundary
+        return _rebuild, (type(self), self.message, self.file, self.line, self.field)
+
     def __str__(self) -> str:
         where = ""
         if self.file is not None:
@@ -23,6 +27,10 @@ class FakeInstructError(Exception):
         if self.field:
             where += f"{self.field}: "
         return where + self.message
+
+
+def _rebuild(cls, message, file, line, field):
+    return cls(message, file=file, line=line, field=field)
 
 
 class FakeChainError(FakeInstructError):

@@ -19,6 +19,7 @@ METADATA = (
     "template_id",
     "chain_id",
     "image",
+    "group",
     "label",
     "generator",
     "attribute",

@@ -140,33 +140,48 @@ def generate(config: GenerateConfig) -> GenerateResult:
         raise FakeInstructError(f"chains file not found: {chains_path}")
     config.root = str(Path(config.root) if config.root else chains_path.parent)
     out = Path(config.out)
-    taxonomy = load_taxonomy(config.taxonomy)
+    load_taxonomy(config.taxonomy)  # a bad taxonomy file fails here, in the main process, not in a worker
     registry = load_registry(config.template_dirs, builtin=config.builtin_templates).select(config.families)
     if not len(registry):
         raise FakeInstructError("no templates selected")
 
-    from fakeinstruct.expand import Expander
+    from fakeinstruct.plan import byte_ranges, scan_range
+    from fakeinstruct.worker import init_worker
 
-    counter = Expander(registry, taxonomy, config.seed)
-    refs, rejected = scan(chains_path, Path(config.root), taxonomy, counter.count, check_images=config.check_images)
-    plan = plan_shards(refs, config.split_ratios, config.seed, config.shard_size)
-    del refs
-    logger.info(
-        "%d valid record(s), %d rejected; %d templates; %d shards planned",
-        plan.records,
-        rejected,
-        len(registry),
-        len(plan.shards),
-    )
+    pool = None
+    if config.workers > 1:
+        import multiprocessing as mp
 
-    identity = _identity(config, registry, config.taxonomy, _file_sha256(chains_path))
-    manifest = _open_output(out, identity, config.overwrite)
-    write_text(out / CONFIG_FILE, json.dumps({"identity": identity, "config": asdict(config)}, indent=2) + "\n")
-    done = {name: e for name, e in manifest["shards"].items() if _still_valid(out, e)}
-    todo = [s for s in plan.shards if s.name not in done]
-    if done:
-        logger.info("resuming: %d of %d shards already written", len(done), len(plan.shards))
-    _run_shards(config, todo, done, out, sum(s.planned_pairs for s in todo))
+        pool = mp.get_context("spawn").Pool(config.workers, init_worker, (config,))
+    else:
+        init_worker(config)
+    try:
+        ranges = byte_ranges(chains_path, config.workers * 4)
+        results = pool.imap(scan_range, ranges) if pool else map(scan_range, ranges)
+        refs, rejected = scan(chains_path, results)
+        plan = plan_shards(refs, config.split_ratios, config.seed, config.shard_size)
+        del refs
+        logger.info(
+            "%d valid record(s), %d rejected; %d templates; %d shards planned",
+            plan.records,
+            rejected,
+            len(registry),
+            len(plan.shards),
+        )
+        identity = _identity(config, registry, config.taxonomy, _file_sha256(chains_path))
+        manifest = _open_output(out, identity, config.overwrite)
+        write_text(out / CONFIG_FILE, json.dumps({"identity": identity, "config": asdict(config)}, indent=2) + "\n")
+        done = {name: e for name, e in manifest["shards"].items() if _still_valid(out, e)}
+        todo = [s for s in plan.shards if s.name not in done]
+        if done:
+            logger.info("resuming: %d of %d shards already written", len(done), len(plan.shards))
+        _run_shards(config, pool, todo, done, out, sum(s.planned_pairs for s in todo))
+        if pool is not None:
+            pool.close()
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
 
     stats = PairStats.merged(e["stats"] for e in done.values())
     summary = stats.summary()
@@ -182,35 +197,17 @@ def generate(config: GenerateConfig) -> GenerateResult:
     )
 
 
-def _run_shards(config: GenerateConfig, todo, done: dict, out: Path, planned_pairs: int) -> None:
-    """Render ``todo`` (in a pool when ``workers > 1``), recording each finished shard in the manifest."""
+def _run_shards(config: GenerateConfig, pool, todo, done: dict, out: Path, planned_pairs: int) -> None:
+    """Render ``todo`` (in ``pool`` when given), recording each finished shard in the manifest."""
     from tqdm.auto import tqdm
 
-    from fakeinstruct.shard import init_worker, render_shard
-
-    def record(result) -> None:
-        done[result.name] = {k: v for k, v in asdict(result).items() if k != "name"}
-        manifest = {"shards": dict(sorted(done.items()))}
-        write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    from fakeinstruct.shard import render_shard
 
     progress = tqdm(total=planned_pairs, unit="pair", desc="generate", disable=not config.progress)
-    pool = None
-    try:
-        if config.workers == 1 or len(todo) <= 1:
-            init_worker(config)
-            results = map(render_shard, todo)
-        else:
-            import multiprocessing as mp
-
-            pool = mp.get_context("spawn").Pool(min(config.workers, len(todo)), init_worker, (config,))
-            results = pool.imap_unordered(render_shard, todo)
+    results = pool.imap_unordered(render_shard, todo) if pool else map(render_shard, todo)
+    with progress:
         for result in results:
-            record(result)
+            done[result.name] = {k: v for k, v in asdict(result).items() if k != "name"}
+            manifest = {"shards": dict(sorted(done.items()))}
+            write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
             progress.update(result.rows + result.duplicates)
-        if pool is not None:
-            pool.close()
-    finally:
-        progress.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()

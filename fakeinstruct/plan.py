@@ -9,24 +9,25 @@ and any interruption, give the same shards.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fakeinstruct.chain import FakeChain
 from fakeinstruct.errors import FakeChainError
 from fakeinstruct.reader import read_chains
 from fakeinstruct.splits import SPLITS, assign_splits, components
-from fakeinstruct.taxonomy import Taxonomy
+from fakeinstruct.worker import STATE
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordRef:
     """Where a valid record is in the chains file, and what the plan needs to know about it."""
 
+    line: int
     offset: int
     length: int
     id: str
@@ -55,20 +56,73 @@ class Plan:
     planned_pairs: int
 
 
-def scan(
-    chains: Path, root: Path, taxonomy: Taxonomy, count: Callable[[FakeChain], int], *, check_images: bool
-) -> tuple[list[RecordRef], int]:
-    """Validate every line; return the valid records' references and the number of rejected lines."""
-    refs: list[RecordRef] = []
-    rejected = 0
-    for line in read_chains(chains, root=root, taxonomy=taxonomy, check_images=check_images):
+def byte_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
+    """Split ``path`` into at most ``parts`` byte ranges that start at line starts."""
+    size = path.stat().st_size
+    bounds = [0]
+    with path.open("rb") as handle:
+        for i in range(1, parts):
+            handle.seek(size * i // parts)
+            handle.readline()
+            position = handle.tell()
+            if bounds[-1] < position < size:
+                bounds.append(position)
+    bounds.append(size)
+    return list(itertools.pairwise(bounds))
+
+
+def scan_range(byte_range: tuple[int, int]) -> tuple[list[RecordRef], list[FakeChainError], int, int]:
+    """Worker task: validate the lines of one byte range; line numbers count from 1 at the range start.
+
+    Returns the valid records, the errors, the number of rejected lines and the number of lines in the range.
+    """
+    config, expander = STATE["config"], STATE["expander"]
+    start, end = byte_range
+    refs, errors, rejected = [], [], 0
+    lines = read_chains(
+        config.chains,
+        root=config.root,
+        taxonomy=STATE["taxonomy"],
+        check_images=config.check_images,
+        start=start,
+        end=end,
+        check_duplicates=False,
+    )
+    for line in lines:
         if line.ok:
             chain = line.chain
-            refs.append(RecordRef(line.offset, len(line.raw), chain.id, chain.image, chain.group, count(chain)))
+            count = expander.count(chain)
+            refs.append(RecordRef(line.number, line.offset, len(line.raw), chain.id, chain.image, chain.group, count))
         else:
             rejected += 1
-            for err in line.errors:
-                logger.warning("%s", err)
+            errors += line.errors
+    chains = STATE["chains"]
+    chains.seek(start)
+    data = chains.read(end - start)
+    return refs, errors, rejected, data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
+
+
+def scan(chains: Path, results: Iterable[tuple]) -> tuple[list[RecordRef], int]:
+    """Merge the :func:`scan_range` results of consecutive ranges (in order): fix line numbers, log every
+    problem, and reject records whose id an earlier line already used."""
+    refs: list[RecordRef] = []
+    rejected, base = 0, 0
+    first_line: dict[str, int] = {}
+    for part, errors, part_rejected, lines in results:
+        for err in errors:
+            err.line += base
+            logger.warning("%s", err)
+        rejected += part_rejected
+        for ref in part:
+            ref.line += base
+            if ref.id in first_line:
+                rejected += 1
+                message = f"duplicate id {ref.id!r} (first on line {first_line[ref.id]})"
+                logger.warning("%s", FakeChainError(message, file=str(chains), line=ref.line, field="id"))
+                continue
+            first_line[ref.id] = ref.line
+            refs.append(ref)
+        base += lines
     if not refs:
         raise FakeChainError("no valid record remains", file=str(chains))
     return refs, rejected

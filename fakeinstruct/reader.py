@@ -117,11 +117,16 @@ def read_chains(
     taxonomy: Taxonomy | None = None,
     check_images: bool = True,
     limits: ImageLimits = DEFAULT_LIMITS,
+    start: int = 0,
+    end: int | None = None,
+    check_duplicates: bool = True,
 ) -> Iterator[Line]:
     """Yield every non-blank line of ``path`` parsed, validated and (optionally) image-checked.
 
     ``root`` is the dataset root that image paths are relative to; it defaults to the file's folder.
-    A record whose id already appeared on an earlier valid line is rejected.
+    A record whose id already appeared on an earlier valid line is rejected. ``start``/``end`` read only the
+    lines that begin in that byte range (``start`` must be a line start); line numbers then count from 1 at
+    ``start``, and duplicate ids can only be found across ranges by the caller.
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
@@ -134,16 +139,19 @@ def read_chains(
     except OSError as err:
         raise FakeChainError(f"cannot open chains file: {err.strerror}", file=file) from err
     with handle:
-        offset = 0
+        handle.seek(start)
+        offset = start
         for number, raw in enumerate(handle, start=1):
-            start, offset = offset, offset + len(raw)
+            if end is not None and offset >= end:
+                break
+            line_start, offset = offset, offset + len(raw)
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
                 continue
             line = parse_line(raw, file=file, number=number, taxonomy=taxonomy)
-            line.offset = start
+            line.offset = line_start
             if line.chain is not None:
-                if line.chain.id in seen:
+                if check_duplicates and line.chain.id in seen:
                     line.errors.append(
                         FakeChainError(
                             f"duplicate id {line.chain.id!r} (first on line {seen[line.chain.id]})",

@@ -19,7 +19,7 @@ from jinja2 import TemplateSyntaxError, meta
 
 from fakeinstruct.context import KIND_FIELDS, RECORD_FIELDS
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.sandbox import environment
+from fakeinstruct.sandbox import environment, render, with_globals
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ assert set(KIND_FIELDS) == set().union(*KIND_VARIABLES.values())
 class Phrasing:
     source: str
     compiled: object = field(compare=False, repr=False)
+    static: str | None = None  # the rendered text, when the phrasing uses no variable
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,15 @@ class _Loader:
             compiled = env.from_string(source)
         except TemplateSyntaxError as err:
             raise self.error(f"Jinja syntax error on line {err.lineno}: {err.message}", field_name) from err
-        self.used |= meta.find_undeclared_variables(ast)
-        return Phrasing(source, compiled)
+        variables = meta.find_undeclared_variables(ast)
+        self.used |= variables
+        static = None
+        if not variables:
+            try:
+                static = render(compiled, with_globals({}), file=self.file, field=field_name) or None
+            except TemplateError:
+                static = None  # the load-time check renders it again and reports the failure
+        return Phrasing(source, compiled, static)
 
     def phrasings(self, values: object, field_name: str, required: bool = True) -> tuple[Phrasing, ...]:
         if values is None and not required:

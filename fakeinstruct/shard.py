@@ -1,7 +1,7 @@
 """Pass two of generation, in a worker: render one planned shard and write it atomically.
 
-A worker builds its :class:`~fakeinstruct.expand.Expander` once (templates compiled once per process) and
-then renders shard after shard; the main process only collects each finished shard's manifest entry.
+A worker (state in :mod:`fakeinstruct.worker`) renders shard after shard; the main process only collects
+each finished shard's manifest entry.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fakeinstruct.chain import FakeChain
 from fakeinstruct.images import resolve_inside
 from fakeinstruct.plan import ShardSpec
 from fakeinstruct.stats import PairStats
+from fakeinstruct.worker import STATE
 
 
 @dataclass
@@ -30,29 +31,6 @@ class ShardResult:
     duplicates: int
     sha256: str
     stats: dict
-
-
-_STATE: dict = {}
-
-
-def init_worker(config) -> None:
-    """Build the per-process state: taxonomy, registry (compiled once), expander, open chains file."""
-    from fakeinstruct.arrow_schema import arrow_schema
-    from fakeinstruct.expand import Expander
-    from fakeinstruct.registry import load_registry
-    from fakeinstruct.taxonomy import load_taxonomy
-
-    taxonomy = load_taxonomy(config.taxonomy)
-    registry = load_registry(config.template_dirs, builtin=config.builtin_templates, check=False)
-    registry = registry.select(config.families)
-    _STATE.clear()
-    _STATE.update(
-        config=config,
-        taxonomy=taxonomy,
-        expander=Expander(registry, taxonomy, config.seed),
-        schema=arrow_schema(config.format, config.images == "embed"),
-        chains=open(config.chains, "rb"),  # noqa: SIM115 - held for the worker's lifetime
-    )
 
 
 def _link_image(root: Path, out: Path, relative: str) -> None:
@@ -70,14 +48,14 @@ def _link_image(root: Path, out: Path, relative: str) -> None:
 
 
 def render_shard(spec: ShardSpec) -> ShardResult:
-    config, expander, chains = _STATE["config"], _STATE["expander"], _STATE["chains"]
+    config, expander, chains = STATE["config"], STATE["expander"], STATE["chains"]
     root, out = Path(config.root), Path(config.out)
     pairs, refs, seen = [], [], set()
     duplicates = 0
     image_bytes: dict[str, bytes] = {}
     for offset, length in spec.records:
         chains.seek(offset)
-        chain = FakeChain.model_validate_json(chains.read(length), context={"taxonomy": _STATE["taxonomy"]})
+        chain = FakeChain.model_validate_json(chains.read(length), context={"taxonomy": STATE["taxonomy"]})
         if config.images == "embed":
             if chain.image not in image_bytes:
                 image_bytes[chain.image] = resolve_inside(root, chain.image).read_bytes()
@@ -93,13 +71,12 @@ def render_shard(spec: ShardSpec) -> ShardResult:
             seen.add(key)
             pairs.append(pair)
             refs.append(ref)
-    data = encode(pairs, refs, config.format, config.file_format, _STATE["schema"])
+    data = encode(pairs, refs, config.format, config.file_format, STATE["schema"])
     path = f"{spec.name}.{config.file_format}"
     with atomic_write(out / path) as handle:
         handle.write(data)
     stats = PairStats()
-    for pair in pairs:
-        stats.add_pair(pair, spec.split)
+    stats.add_pairs(pairs, spec.split)
     return ShardResult(spec.name, path, len(pairs), duplicates, hashlib.sha256(data).hexdigest(), stats.state())
 
 

@@ -15,17 +15,18 @@ class PairStats:
         self.counters: dict[str, Counter] = {k: Counter() for k in KEYS}
         self.answer_words: dict[str, Counter] = {}
 
-    def add_pair(self, pair, split: str) -> None:
-        self.pairs += 1
+    def add_pairs(self, pairs: list, split: str) -> None:
+        self.pairs += len(pairs)
         c = self.counters
-        c["task"][pair.task] += 1
-        c["template"][pair.template_id.split("#", 1)[0]] += 1
-        c["label"][pair.label] += 1
-        c["generator"][pair.generator] += 1
-        c["split"][split] += 1
-        c["task_split"][f"{pair.task}/{split}"] += 1
-        if pair.answer_word:
-            self.answer_words.setdefault(pair.task, Counter())[pair.answer_word] += 1
+        c["task"].update(p.task for p in pairs)
+        c["template"].update(p.template_id.partition("#")[0] for p in pairs)
+        c["label"].update(p.label for p in pairs)
+        c["generator"].update(p.generator for p in pairs)
+        c["split"][split] += len(pairs)
+        for task, n in Counter(p.task for p in pairs).items():
+            c["task_split"][f"{task}/{split}"] += n
+        for (task, word), n in Counter((p.task, p.answer_word) for p in pairs if p.answer_word).items():
+            self.answer_words.setdefault(task, Counter())[word] += n
 
     def state(self) -> dict:
         """A JSON-able, order-independent snapshot (sorted keys), for the shard manifest."""

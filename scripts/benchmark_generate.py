@@ -6,7 +6,7 @@ target number of pairs: each copy gets its own id, split group and image path (a
 neither collapse as duplicates nor share split components. Then, in the same run:
 
 - ``seconds``: `fakeinstruct generate` as a subprocess, timed from start to exit;
-- ``peak_rss_mb``: the largest sum of the resident memory of that process and its workers, sampled every 20 ms;
+- ``peak_rss_mb``: the largest sum of the resident memory of that process and its workers, sampled every 100 ms;
 - ``floor_seconds``: the same number of pairs, already rendered, written by the same shard writer in the
   same number of processes, with no templating: the cost of the output alone.
 
@@ -66,7 +66,7 @@ def build_input(chains: Path, work: Path, target_pairs: int) -> tuple[Path, int]
 class TreeRss:
     """Samples the summed RSS of a process and all its descendants in a background thread."""
 
-    def __init__(self, pid: int, interval: float = 0.02):
+    def __init__(self, pid: int, interval: float = 0.1):
         import psutil
 
         self.process, self.interval, self.peak = psutil.Process(pid), interval, 0

@@ -44,11 +44,13 @@ def main() -> None:
         "generate FakeInstruct",
         ["generate", str(chains), "--out", str(data), "--workers", str(args.workers), "--overwrite", "--seed", "0"],
     )
+    stage("measure its quality", ["stats", str(data), "--strict"])
     stats = json.loads((data / "stats.json").read_text())
     logger.info("FakeInstruct: %d pairs in %s", stats["pairs"], data)
     logger.info("  per task family: %s", stats["per_task"])
     logger.info("  per split:       %s", stats["per_split"])
     logger.info("  dataset card:    %s", data / "README.md")
+    logger.info("  figure:          %s", data / "stats.png")
 
 
 if __name__ == "__main__":

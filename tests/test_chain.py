@@ -80,8 +80,11 @@ def test_fake_needs_anomalous_evidence_and_matching_family():
 def test_image_placeholder_in_text_is_rejected():
     rec = probe()
     rec["attributes"][1]["evidence"] = "Look at <image> here."
-    msg = errors_of(rec)[0]["msg"]
-    assert "attributes[1].evidence" in msg and "<image>" in msg
+    (error,) = errors_of(rec)
+    assert error["loc"] == ("attributes", 1, "evidence") and "<image>" in error["msg"]
+    rec = probe()
+    rec["reasoning"][2] = "<image>"
+    assert errors_of(rec)[0]["loc"] == ("reasoning", 2)
 
 
 def test_taxonomy_extension(tmp_path):

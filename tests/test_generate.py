@@ -173,3 +173,26 @@ def test_datasets_loads_parquet_output(dataset, tmp_path):
     resolved = load_fakeinstruct(tmp_path / "rel", split="train")
     assert isinstance(resolved[0]["images"][0], Image.Image)
     assert resolved.num_rows == raw["train"].num_rows
+
+
+def test_parallel_scan_reports_true_line_numbers_and_cross_range_duplicates(tmp_path, caplog):
+    import pickle
+
+    records = make_records(300, groups=60)
+    lines = [json.dumps(r) for r in records]
+    lines[10] = "{broken"
+    lines[250] = json.dumps({**records[250], "label": "blurry"})
+    lines[299] = json.dumps({**records[299], "id": records[3]["id"]})  # duplicate of a line in another range
+    root = tmp_path / "data"
+    write_dataset(root, records)
+    chains = root / "chains.jsonl"
+    chains.write_text("\n".join(lines) + "\n")
+    with caplog.at_level("WARNING"):
+        result = run(chains, tmp_path / "out", workers=2)
+    assert result.records == 297 and result.rejected == 3
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(m.startswith(f"{chains}:11: (line): invalid JSON") for m in messages), messages
+    assert any(m.startswith(f"{chains}:251: label:") for m in messages), messages
+    assert any(m.startswith(f"{chains}:300: id: duplicate id 'rec-0003' (first on line 4)") for m in messages)
+    err = pickle.loads(pickle.dumps(FakeInstructError("m", file="f", line=3, field="x")))
+    assert str(err) == "f:3: x: m"
