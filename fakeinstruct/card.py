@@ -38,7 +38,12 @@ def _quality(stats: dict) -> str:
     questions = quality["diversity"]["questions"]
     explanation = quality["answer_words_length"].get("explanation", {})
     rows = [
-        ("answer-word balance", f"{quality['balance']}", f"every share within 0.5 +- {t['balance_tolerance']}", checks["balance"]),
+        (
+            "answer-word balance",
+            f"{quality['balance']}",
+            f"every share within 0.5 +- {t['balance_tolerance']}",
+            checks["balance"],
+        ),
         ("answers distinct-2", answers["distinct_2"], f">= {t['min_distinct_2_answers']}", checks["distinct_2"]),
         ("answers distinct-4", answers["distinct_4"], f">= {t['min_distinct_4_answers']}", checks["distinct_4"]),
         (

@@ -140,5 +140,6 @@ def main() -> None:
     write_text(args.sample / "chains.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     logger.info("wrote %d reviewed records to %s", len(records), args.sample / "chains.jsonl")
 
+
 if __name__ == "__main__":
     main()
