@@ -80,6 +80,9 @@ class Attribute(_Strict):
     name: ShortText = Field(description="Attribute name from the forgery-attribute taxonomy, e.g. 'texture'.")
     verdict: Literal["anomalous", "natural"] = Field(description="Whether this attribute looks anomalous or natural.")
     evidence: Text = Field(description="What is seen, in a sentence or two, specific to this image.")
+    measurement: Text | None = Field(
+        default=None, description="A machine measurement that supports the verdict, e.g. from `fakeinstruct draft`."
+    )
     region: tuple[int, int, int, int] | None = Field(
         default=None, description="Where the evidence is: [x0, y0, x1, y1] in pixels, x1 and y1 exclusive."
     )

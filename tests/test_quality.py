@@ -25,6 +25,8 @@ def test_clean_output_passes_balance_duplicates_and_leakage(tmp_path):
     assert report["exact_duplicates_left"] == 0
     assert report["leakage"] == {"images_in_several_splits": 0, "groups_in_several_splits": 0}
     assert report["checks"]["balance"] and report["checks"]["no_leakage"] and report["checks"]["no_duplicates"]
+    # four distinct annotations cycled over 80 images: boilerplate the diversity checks must catch
+    assert not report["checks"]["distinct_4"] and not report["checks"]["repetition"]
     lengths = report["answer_words_length"]["explanation"]
     assert lengths["p5"] <= lengths["p50"] <= lengths["p95"]
     assert 0 < report["diversity"]["answers"]["distinct_2"] < report["diversity"]["answers"]["distinct_4"] <= 1
