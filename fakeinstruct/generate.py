@@ -156,9 +156,14 @@ def generate(config: GenerateConfig) -> GenerateResult:
     else:
         init_worker(config)
     try:
-        ranges = byte_ranges(chains_path, config.workers * 4)
-        results = pool.imap(scan_range, ranges) if pool else map(scan_range, ranges)
-        refs, rejected = scan(chains_path, results)
+        # hashing the chains file (for the folder's identity) overlaps the validation pass in the workers
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as hasher:
+            chains_sha256 = hasher.submit(_file_sha256, chains_path)
+            ranges = byte_ranges(chains_path, config.workers * 4)
+            results = pool.imap(scan_range, ranges) if pool else map(scan_range, ranges)
+            refs, rejected = scan(chains_path, results)
         plan = plan_shards(refs, config.split_ratios, config.seed, config.shard_size)
         del refs
         logger.info(
@@ -168,7 +173,7 @@ def generate(config: GenerateConfig) -> GenerateResult:
             len(registry),
             len(plan.shards),
         )
-        identity = _identity(config, registry, config.taxonomy, _file_sha256(chains_path))
+        identity = _identity(config, registry, config.taxonomy, chains_sha256.result())
         manifest = _open_output(out, identity, config.overwrite)
         write_text(out / CONFIG_FILE, json.dumps({"identity": identity, "config": asdict(config)}, indent=2) + "\n")
         done = {name: e for name, e in manifest["shards"].items() if _still_valid(out, e)}

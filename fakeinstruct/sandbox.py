@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import ClassVar
 
 from jinja2 import StrictUndefined
 from jinja2.runtime import new_context
@@ -42,10 +43,39 @@ def titles(attributes) -> list[str]:
     return [a["title"] for a in attributes]
 
 
+_PLAIN_TYPES = (str, int, float, bool, tuple, type(None))
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox with two shortcuts that keep its guarantees and halve its cost per pair.
+
+    - ``obj.key`` on a context dict returns the item directly; the sandbox would first try (and fail) an
+      attribute lookup, then do the same item lookup. Our context keys never shadow a dict method.
+    - whether an attribute of a builtin immutable value (``str.rstrip``) is safe depends on its type and name
+      only, so the sandbox's verdict is computed once per (type, name).
+    """
+
+    _verdicts: ClassVar[dict] = {}
+
+    def getattr(self, obj, attribute):
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+    def is_safe_attribute(self, obj, attr, value):
+        if type(obj) not in _PLAIN_TYPES:
+            return super().is_safe_attribute(obj, attr, value)
+        key = (type(obj), attr)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = super().is_safe_attribute(obj, attr, value)
+        return verdict
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
     """One shared environment: compiled templates are cached by the registry, never re-parsed per pair."""
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
