@@ -150,3 +150,32 @@ def test_third_party_pack_via_entry_point(tmp_path, monkeypatch):
 def test_load_file_direct(tmp_path):
     template = load_file(write(tmp_path, "x.yaml", GOOD))
     assert template.phrasing_count() == 2
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ({}).__class__ }}",
+        "{{ attribute.__class__.__mro__ }}",
+        "{{ attribute.items.__self__ }}",
+        "{{ 'x'.__class__ }}",
+        "{{ 'x'.format.__globals__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+    ],
+)
+def test_sandbox_blocks_escapes_on_every_path(source):
+    from jinja2.exceptions import SecurityError, UndefinedError
+
+    from fakeinstruct.sandbox import environment, render, with_globals
+
+    template = environment().from_string(source)
+    with pytest.raises(TemplateError) as info:
+        render(template, with_globals({"attribute": {"title": "texture"}}), file="t.yaml", field="q")
+    assert isinstance(info.value.__cause__, (SecurityError, UndefinedError))
+
+
+def test_sandbox_fast_path_reads_items_only():
+    from fakeinstruct.sandbox import environment, render, with_globals
+
+    template = environment().from_string("{{ a.title }} {{ {'__class__': 'value'}.__class__ }} {{ 'x'.upper() }}")
+    assert render(template, with_globals({"a": {"title": "texture"}}), file="t", field="q") == "texture value X"
