@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The whole pipeline on the bundled sample, as `make demo` runs it: validate -> generate -> report.
+"""The whole pipeline on the bundled sample, as `make demo` runs it: validate -> generate -> report -> fine-tune.
 
 Each stage is the command a user would run; this script only strings them together and says what happens.
 """
@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
 from fakeinstruct.cli import main as fakeinstruct
 
-SAMPLE = Path(__file__).resolve().parents[1] / "fakeinstruct" / "data" / "sample"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "fakeinstruct" / "data" / "sample"
+RECIPE = "recipes/tiny-llava/sft/config_demo.yaml"
 logger = logging.getLogger("demo")
 
 
@@ -29,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", default="outputs/demo", help="where the demo writes everything")
     parser.add_argument("--workers", type=int, default=2, help="generation worker processes")
+    parser.add_argument("--max-steps", type=int, help="cap the fine-tuning steps (default: the recipe's one epoch)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.output_dir)
@@ -51,6 +55,34 @@ def main() -> None:
     logger.info("  per split:       %s", stats["per_split"])
     logger.info("  dataset card:    %s", data / "README.md")
     logger.info("  figure:          %s", data / "stats.png")
+
+    train(out, data, args.max_steps)
+
+
+def train(out: Path, data: Path, max_steps: int | None) -> None:
+    """The tiny LLaVA recipe on the FakeInstruct just generated, in a process of its own (as users run it)."""
+    argv = [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(ROOT / RECIPE)]
+    argv += [
+        "--dataset_name",
+        str(data),
+        "--tiny_model_dir",
+        str(out / "tiny-llava"),
+        "--output_dir",
+        str(out / "sft"),
+    ]
+    if max_steps:
+        argv += ["--max_steps", str(max_steps)]
+    logger.info("== fine-tune the tiny model: python scripts/sft.py --config %s", RECIPE)
+    code = subprocess.run(argv, check=False).returncode
+    if code != 0:
+        sys.exit(f"demo: stage 'fine-tune' failed with exit code {code}")
+    history = json.loads((out / "sft" / "trainer_state.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    evaluation = json.loads((out / "sft" / "eval_results.json").read_text())
+    logger.info("training loss: %s", " -> ".join(f"{loss:.2f}" for loss in losses))
+    logger.info(
+        "validation loss %.3f after %d logged steps; model in %s", evaluation["eval_loss"], len(losses), out / "sft"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,333 @@
+"""Supervised fine-tuning of a LLaVA-style model on FakeInstruct with TRL's ``SFTTrainer``.
+
+``scripts/sft.py`` parses three dataclasses from a YAML recipe plus command-line overrides: :class:`ScriptArguments`
+(the data and the tiny-model switch, below), TRL's ``SFTConfig`` (everything the trainer does) and TRL's
+``ModelConfig`` (which checkpoint, dtype, attention and LoRA). :func:`run_sft` does the rest:
+
+1. resolves the model: a Hub id or a folder, or ``tiny`` for the offline tiny LLaVA of :mod:`modeling.tiny`,
+   built once into ``tiny_model_dir`` (the CPU recipe, the demo and the tests use it);
+2. loads it with ``AutoModelForImageTextToText`` and ``AutoProcessor`` (no remote code);
+3. loads the data (:mod:`modeling.sft_data`): a FakeInstruct folder or any ``datasets`` source;
+4. wraps the language model in LoRA when ``use_peft`` is set (the projector is trained in full through
+   ``lora_modules_to_save`` and saved with the adapter);
+5. trains with assistant-only loss when the recipe asks for it (the FakeInstruct recipes do: prompt and image
+   tokens are labelled -100), resuming from a checkpoint when asked (:func:`resumable_trainer_class` works
+   around transformers restoring no weights for LLaVA), and evaluates at the end with ``do_eval``;
+6. saves the model (or the adapter) and the processor, chat template included, as safetensors, plus the
+   resolved recipe as ``sft_config.json``; metrics go to ``train_results.json`` (with the world size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+TINY_MODEL = "tiny"
+RESUME_LATEST = ("last", "latest", "true")
+CONFIG_NAME = "sft_config.json"
+# Pickles that transformers' Trainer writes next to the final weights; the final folder keeps safetensors only.
+PICKLED_ARTIFACTS = ("training_args.bin",)
+
+
+@dataclass
+class ScriptArguments:
+    """Arguments of ``scripts/sft.py`` besides TRL's ``SFTConfig`` and ``ModelConfig``.
+
+    Parameters:
+        dataset_name (`str`):
+            A folder written by ``fakeinstruct generate`` (its relative image paths are resolved by
+            ``fakeinstruct.loading.load_fakeinstruct``), or anything ``datasets.load_dataset`` reads: a Hub
+            dataset id (e.g. a FakeInstruct dataset pushed with ``--images embed``) or a local dataset folder.
+        dataset_config (`str`, *optional*):
+            The dataset configuration name passed to ``datasets.load_dataset``.
+        dataset_train_split (`str`, *optional*, defaults to `"train"`):
+            The split to train on.
+        dataset_test_split (`str`, *optional*, defaults to `"validation"`):
+            The split to evaluate on: during training when ``eval_strategy`` is not ``"no"``, after it when
+            ``do_eval`` is set. FakeInstruct calls its held-out splits ``validation`` and ``test``; keep ``test``
+            for the final evaluation of the calibrated detector.
+        dataset_tasks (`list[str]`, *optional*):
+            Train (and evaluate) on these FakeInstruct task families only (``detection``, ``explanation``,
+            ``attribute``, ``enhancement``, ``multi_turn``); all when unset. Needs a ``task`` column.
+        max_train_samples (`int`, *optional*):
+            Train on at most this many rows, drawn with ``seed`` (for smoke tests and demos).
+        max_eval_samples (`int`, *optional*):
+            Evaluate on at most this many rows, drawn with ``seed``.
+        freeze_vision_tower (`bool`, *optional*, defaults to `False`):
+            Keep the vision tower's weights fixed in full fine-tuning (LLaVA-1.5's own recipe does). LoRA
+            freezes everything that is neither adapted nor in ``lora_modules_to_save`` anyway.
+        tiny_model_dir (`str`, *optional*, defaults to `"outputs/tiny-llava"`):
+            Where ``model_name_or_path: tiny`` builds the offline tiny LLaVA (``modeling.tiny.build_tiny_llava``
+            with its defaults). A folder that already holds a checkpoint is reused as it is.
+    """
+
+    dataset_name: str = field(
+        metadata={"help": "FakeInstruct folder (fakeinstruct generate output), Hub dataset id or dataset folder."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str = field(
+        default="validation",
+        metadata={"help": "Split to evaluate on (read when eval_strategy is not 'no' or do_eval)."},
+    )
+    dataset_tasks: list[str] | None = field(
+        default=None, metadata={"help": "FakeInstruct task families to keep (all when unset)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on at most this many rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many rows."})
+    freeze_vision_tower: bool = field(
+        default=False, metadata={"help": "Keep the vision tower fixed (full fine-tuning; LoRA freezes it anyway)."}
+    )
+    tiny_model_dir: str = field(
+        default="outputs/tiny-llava",
+        metadata={"help": f"Where model_name_or_path={TINY_MODEL!r} builds (or finds) the offline tiny LLaVA."},
+    )
+
+
+def resolve_model_path(model_name_or_path: str | None, tiny_model_dir: str, training_args) -> str:
+    """The checkpoint to load: ``model_name_or_path`` as it is, or the tiny LLaVA built into ``tiny_model_dir``.
+
+    The main process builds it while the others wait; a folder that already holds a checkpoint is reused.
+    """
+    if not model_name_or_path:
+        raise ValueError("model_name_or_path is required (a Hub id, a folder, or 'tiny')")
+    if model_name_or_path != TINY_MODEL:
+        return model_name_or_path
+    path = Path(tiny_model_dir)
+    with training_args.main_process_first(local=False, desc="build the tiny model"):
+        if not (path / "config.json").is_file():
+            from modeling.tiny import build_tiny_llava
+
+            logger.info("building the tiny LLaVA in %s", path)
+            build_tiny_llava(path)
+    return str(path)
+
+
+def torch_dtype(name: str | None):
+    import torch
+
+    return name if name in (None, "auto") else getattr(torch, name)
+
+
+def load_model(path: str, model_args, training_args):
+    """``AutoModelForImageTextToText.from_pretrained`` with the recipe's dtype, attention and quantization."""
+    from transformers import AutoModelForImageTextToText
+    from trl import get_quantization_config
+
+    if training_args.trust_remote_code:
+        raise ValueError("trust_remote_code is not supported: this script loads only model classes transformers ships")
+    quantization_config = get_quantization_config(model_args)
+    kwargs = {
+        "revision": model_args.model_revision,
+        "dtype": torch_dtype(model_args.dtype),
+        "attn_implementation": model_args.attn_implementation,
+        "trust_remote_code": False,
+    }
+    if quantization_config is not None:
+        # k-bit weights are placed at load time, each process on its own accelerator
+        kwargs.update(quantization_config=quantization_config, device_map={"": training_args.local_process_index})
+    kwargs.update(training_args.model_init_kwargs or {})
+    if kwargs["trust_remote_code"]:
+        raise ValueError("model_init_kwargs: trust_remote_code is not supported")
+    model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+    logger.info(
+        "loaded %s from %s: %.1fM parameters, dtype %s, attention %s",
+        type(model).__name__,
+        path,
+        model.num_parameters() / 1e6,
+        model.dtype,
+        model.config._attn_implementation,
+    )
+    return model
+
+
+def load_processor(path: str, model_args):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(path, revision=model_args.model_revision, trust_remote_code=False)
+
+
+def freeze_vision_tower(model) -> int:
+    """Set ``requires_grad=False`` on the vision tower; return how many parameters that froze."""
+    tower = model.model.vision_tower if hasattr(model, "model") else model.vision_tower
+    count = 0
+    for parameter in tower.parameters():
+        parameter.requires_grad_(False)
+        count += parameter.numel()
+    logger.info("vision tower frozen: %.1fM parameters", count / 1e6)
+    return count
+
+
+def peft_config(model_args):
+    """TRL's LoRA config from ``ModelConfig``; the target modules must be named (no silent default)."""
+    from trl import get_peft_config
+
+    if model_args.use_peft and not (model_args.lora_target_modules or model_args.lora_target_parameters):
+        raise ValueError(
+            "use_peft needs lora_target_modules, e.g. a regex on the language model: "
+            r"'.*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)'"
+        )
+    return get_peft_config(model_args)
+
+
+def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
+    """``resume_from_checkpoint``: a checkpoint folder, or ``last`` for the newest ``checkpoint-*`` in output_dir."""
+    if value is None or value.lower() in ("", "false", "none"):
+        return None
+    if value.lower() in RESUME_LATEST:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        if last is None:
+            raise ValueError(f"resume_from_checkpoint={value!r} but {output_dir} holds no checkpoint-* folder")
+        return last
+    if not os.path.isdir(value):
+        raise ValueError(f"resume_from_checkpoint: {value} is not a folder")
+    return value
+
+
+def checkpoint_weight_files(folder: str) -> list[str]:
+    """The safetensors files of a checkpoint folder (one file, or the shards an index names)."""
+    index = Path(folder, "model.safetensors.index.json")
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        return [str(Path(folder, shard)) for shard in shards]
+    single = Path(folder, "model.safetensors")
+    return [str(single)] if single.is_file() else []
+
+
+def load_checkpoint_weights(model, files: list[str]) -> None:
+    """Load safetensors written by ``save_pretrained`` into ``model``, renaming keys as ``from_pretrained`` does.
+
+    ``save_pretrained`` writes LLaVA's original key layout (``language_model.model.*``, ``vision_tower.*``), not
+    the module names (``model.language_model.*``). Every key must land; only tied weights may be absent.
+    """
+    from safetensors.torch import load_file
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    transforms = get_model_conversion_mapping(model)
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    if converters:
+        raise NotImplementedError(f"{type(model).__name__} converts weights on load; resume it with DeepSpeed")
+    own = model.state_dict()
+    state = {}
+    for file in files:
+        for key, tensor in load_file(file, device="cpu").items():
+            state[rename_source_key(key, renamings, converters, model.base_model_prefix, own)[0]] = tensor
+    result = model.load_state_dict(state, strict=False)
+    loaded = {own[k].data_ptr() for k in state if k in own}
+    missing = [k for k in result.missing_keys if own[k].data_ptr() not in loaded]  # tied weights were loaded
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"checkpoint does not match the model: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+def resumable_trainer_class():
+    """``SFTTrainer`` whose resume restores the weights of LLaVA-style models.
+
+    transformers' ``Trainer._load_from_checkpoint`` (5.23) loads ``model.safetensors`` with a plain
+    ``load_state_dict(strict=False)``; the file holds the original key layout, so no key matches and training
+    silently goes on from the initial weights with the checkpoint's optimizer state (huggingface/transformers#43701).
+    DeepSpeed (its own checkpoint format), FSDP and PEFT adapters keep transformers' own loading.
+    """
+    from accelerate.utils import is_peft_model
+    from trl import SFTTrainer
+
+    class ResumableSFTTrainer(SFTTrainer):
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            target = self.model if model is None else model
+            files = checkpoint_weight_files(resume_from_checkpoint)
+            if not files or self.is_fsdp_enabled or is_peft_model(target):
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            logger.info("loading the weights of %s", resume_from_checkpoint)
+            load_checkpoint_weights(target, files)
+
+    return ResumableSFTTrainer
+
+
+def build_trainer(script_args, training_args, model_args):
+    """Everything up to training: the model, the processor, the data and the ``SFTTrainer``."""
+    from modeling.sft_data import load_sft_datasets
+
+    path = resolve_model_path(model_args.model_name_or_path, script_args.tiny_model_dir, training_args)
+    processor = load_processor(path, model_args)
+    model = load_model(path, model_args, training_args)
+    if script_args.freeze_vision_tower:
+        freeze_vision_tower(model)
+    evaluate = training_args.eval_strategy != "no" or training_args.do_eval
+    with training_args.main_process_first(local=False, desc="load the dataset"):
+        train, test = load_sft_datasets(
+            script_args.dataset_name,
+            config=script_args.dataset_config,
+            train_split=script_args.dataset_train_split,
+            test_split=script_args.dataset_test_split if evaluate else None,
+            tasks=script_args.dataset_tasks,
+            max_train_samples=script_args.max_train_samples,
+            max_eval_samples=script_args.max_eval_samples,
+            seed=training_args.seed,
+        )
+    trainer = resumable_trainer_class()(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=test,
+        processing_class=processor,
+        peft_config=peft_config(model_args),
+    )
+    if model_args.use_peft:
+        trainable, total = trainer.model.get_nb_trainable_parameters()
+        logger.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
+    return trainer
+
+
+def save(trainer, script_args, training_args, model_args) -> None:
+    """The final model (or adapter) and processor in ``output_dir``; safetensors only, the recipe as JSON."""
+    output_dir = training_args.output_dir
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    # generation after training wants the KV cache back on (activation checkpointing turns it off)
+    (model.get_base_model() if model_args.use_peft else model).config.get_text_config().use_cache = True
+    trainer.save_model(output_dir)  # every process: DeepSpeed ZeRO-3 and FSDP gather the weights collectively
+    if not trainer.is_world_process_zero():
+        return
+    for name in PICKLED_ARTIFACTS:
+        Path(output_dir, name).unlink(missing_ok=True)
+    recipe = {
+        "script_args": asdict(script_args),
+        "model_args": asdict(model_args),
+        "training_args": json.loads(training_args.to_json_string()),
+    }
+    Path(output_dir, CONFIG_NAME).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    logger.info("saved %s to %s", "the LoRA adapter" if model_args.use_peft else "the model", output_dir)
+
+
+def run_sft(script_args, training_args, model_args):
+    """Train and save; return the trainer (its model is the trained one)."""
+    trainer = build_trainer(script_args, training_args, model_args)
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if checkpoint:
+        logger.info("resuming from %s", checkpoint)
+    accelerator = trainer.accelerator
+    zero = f", ZeRO stage {accelerator.state.deepspeed_plugin.zero_stage}" if trainer.is_deepspeed_enabled else ""
+    logger.info(
+        "training on %d process(es): %s%s", accelerator.num_processes, accelerator.distributed_type.value, zero
+    )
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = dict(result.metrics, train_samples=len(trainer.train_dataset), world_size=training_args.world_size)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    if training_args.do_eval:
+        metrics = dict(trainer.evaluate(), eval_samples=len(trainer.eval_dataset))
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    save(trainer, script_args, training_args, model_args)
+    return trainer

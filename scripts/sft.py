@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Supervised fine-tuning of a LLaVA-style model on FakeInstruct (TRL SFTTrainer, assistant-only loss).
+
+A recipe is a YAML file of ScriptArguments (modeling.sft), TRL SFTConfig and TRL ModelConfig fields; any field can
+be overridden on the command line. Run from the repository root (recipes hold paths relative to it):
+
+    # one process (CPU or one GPU)
+    python scripts/sft.py --config recipes/tiny-llava/sft/config_demo.yaml
+    # several GPUs / nodes: pick an accelerate config (ddp, zero2, zero3, fsdp)
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml scripts/sft.py \\
+        --config recipes/llava-1.5-7b/sft/config_full.yaml
+    # LoRA on the language model, projector trained and saved with the adapter
+    accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/sft.py \\
+        --config recipes/llava-1.5-7b/sft/config_lora.yaml
+    # go on from the newest checkpoint-* in output_dir (or name one)
+    ... --resume_from_checkpoint last
+
+model_name_or_path: tiny builds the offline tiny LLaVA into tiny_model_dir (nothing is downloaded).
+The output folder holds the model (or LoRA adapter) and the processor with its chat template, as safetensors,
+sft_config.json (the resolved recipe), train_results.json and trainer_state.json (the loss history).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import datasets
+import transformers
+from trl import ModelConfig, SFTConfig, TrlParser
+
+from modeling.sft import ScriptArguments, run_sft
+
+logger = transformers.utils.logging.get_logger("scripts.sft")
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((ScriptArguments, SFTConfig, ModelConfig), description=__doc__.splitlines()[0])
+
+
+def setup_logging(training_args: SFTConfig) -> None:
+    """transformers' and datasets' loggers at the recipe's level (``log_level``; replicas: ``log_level_replica``)."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training_args.get_process_log_level()
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    logging.getLogger("modeling").setLevel(level)
+    logger.setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> None:
+    script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+    setup_logging(training_args)
+    logger.info("script arguments: %s", script_args)
+    logger.info("model arguments: %s", model_args)
+    logger.info(
+        "process %d of %d, device %s, distributed: %s",
+        training_args.process_index,
+        training_args.world_size,
+        training_args.device,
+        training_args.parallel_mode.value,
+    )
+    trainer = run_sft(script_args, training_args, model_args)
+    logger.info("done: %s", training_args.output_dir)
+    trainer.end()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,492 @@
+"""scripts/sft.py and the recipes: the recipes parse, a CPU run on the tiny LLaVA trains on assistant tokens only,
+saves safetensors that reload to the same model in a fresh process, resumes exactly, and LoRA saves the adapter
+with the projector. Multi-process DDP and DeepSpeed ZeRO-2/3 runs are marked slow (`make slow_test`).
+
+The tiny model and a 20-record FakeInstruct folder (detection pairs only) are built once per module."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+from trl import ModelConfig, SFTConfig  # noqa: E402
+
+from fakeinstruct.generate import GenerateConfig, generate  # noqa: E402
+from modeling.sft import (  # noqa: E402
+    ScriptArguments,
+    build_trainer,
+    peft_config,
+    resolve_checkpoint,
+    resolve_model_path,
+)
+from modeling.sft_data import load_sft_datasets  # noqa: E402
+from modeling.tiny import ANSWER_WORDS, IMAGE_SIZE, PATCH_SIZE, build_tiny_llava, chat_template  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
+SCRIPT = REPO / "scripts" / "sft.py"
+RECIPES = REPO / "recipes"
+DEMO_RECIPE = RECIPES / "tiny-llava" / "sft" / "config_demo.yaml"
+ACCELERATE_CONFIGS = sorted((RECIPES / "accelerate_configs").glob("*.yaml"))
+SFT_RECIPES = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name == "sft")
+IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+LANGUAGE_MODEL_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+STEPS, SAVE_STEPS, EVAL_ROWS = 8, 4, 8
+
+
+def load_script():
+    """scripts/sft.py as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sft_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sft_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    """The demo recipe, pointed at the test's model and data, with a schedule that makes the loss fall quickly."""
+    return [
+        "--config", str(DEMO_RECIPE),
+        "--model_name_or_path", str(model),
+        "--dataset_name", str(data),
+        "--output_dir", str(out),
+        "--max_steps", str(STEPS),
+        "--per_device_train_batch_size", "8",
+        "--learning_rate", "3e-3",
+        "--lr_scheduler_type", "constant",
+        "--warmup_steps", "0",
+        "--logging_steps", "1",
+        "--max_eval_samples", str(EVAL_ROWS),
+        "--per_device_eval_batch_size", str(EVAL_ROWS),
+        *extra,
+    ]  # fmt: skip
+
+
+def run(command: list[str], log: Path, timeout: int = 600) -> str:
+    """Run ``command`` from the repository root; return its output, or fail the test with the tail of it."""
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))  # as the Makefile sets it
+    result = subprocess.run(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
+    )
+    log.write_text(result.stdout, encoding="utf-8")
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(command[:4])} ... exited with {result.returncode}:\n{result.stdout[-4000:]}")
+    return result.stdout
+
+
+def run_sft(args: list[str], log: Path, launcher: list[str] | None = None) -> str:
+    return run([*(launcher or [sys.executable]), str(SCRIPT), *args], log)
+
+
+def losses(out: Path) -> dict[int, float]:
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+
+def assert_loss_falls(out: Path, steps: int = STEPS) -> None:
+    logged = losses(out)
+    assert sorted(logged) == list(range(1, steps + 1))
+    values = [logged[s] for s in sorted(logged)]
+    assert all(math.isfinite(v) for v in values), values
+    first, last = sum(values[:3]) / 3, sum(values[-3:]) / 3
+    assert last < first - 0.3, f"loss did not fall: {values}"
+
+
+# The reload check runs in a fresh process: it loads the saved checkpoint with from_pretrained and evaluates it
+# with TRL's own loop on the eval rows the script used. The script's eval_loss came from the trained model in
+# memory, so equal losses mean the saved weights are the trained ones; the base model must score differently.
+RELOAD = """
+import json, sys
+from transformers import AutoModelForImageTextToText, AutoProcessor
+from trl import SFTConfig, SFTTrainer
+from modeling.sft_data import load_sft_datasets
+
+checkpoint, base, data, out, rows, batch = sys.argv[1:7]
+_, rows = load_sft_datasets(data, test_split="validation", max_eval_samples=int(rows), seed=42)
+args = SFTConfig(output_dir=out, use_cpu=True, bf16=False, max_length=None, assistant_only_loss=True,
+                 per_device_eval_batch_size=int(batch), report_to="none")
+result = {}
+for name, path in (("checkpoint", checkpoint), ("base", base)):
+    model, info = AutoModelForImageTextToText.from_pretrained(path, output_loading_info=True)
+    trainer = SFTTrainer(model=model.eval(), args=args, train_dataset=rows, eval_dataset=rows,
+                         processing_class=AutoProcessor.from_pretrained(path))
+    result[name] = {"eval_loss": trainer.evaluate()["eval_loss"], "type": type(model).__name__,
+                    "missing": sorted(info["missing_keys"]), "unexpected": sorted(info["unexpected_keys"])}
+print("RELOAD " + json.dumps(result))
+"""
+
+
+def assert_reloads_to_trained_model(out: Path, base: Path, data: Path, tmp: Path, eval_batch: int = EVAL_ROWS):
+    output = run(
+        [sys.executable, "-c", RELOAD, str(out), str(base), str(data), str(tmp), str(EVAL_ROWS), str(eval_batch)],
+        tmp / "reload.log",
+    )
+    result = json.loads(next(line for line in output.splitlines() if line.startswith("RELOAD "))[7:])
+    trained = json.loads((out / "eval_results.json").read_text())["eval_loss"]
+    assert result["checkpoint"]["type"] == "LlavaForConditionalGeneration"
+    assert result["checkpoint"]["missing"] == result["checkpoint"]["unexpected"] == []
+    assert result["checkpoint"]["eval_loss"] == pytest.approx(trained, rel=1e-5)
+    assert abs(result["base"]["eval_loss"] - trained) > 0.1  # the comparison can tell trained from untrained
+
+
+def assert_saved_safetensors_only(out: Path) -> None:
+    names = {p.name for p in out.iterdir() if p.is_file()}
+    assert "model.safetensors" in names
+    assert not [n for n in names if n.endswith(PICKLE_SUFFIXES)], names
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny") / "llava")
+
+
+@pytest.fixture(scope="module")
+def fakeinstruct_dir(tmp_path_factory) -> Path:
+    """FakeInstruct from the first 20 sample records, detection family only (60 train, 8 validation rows)."""
+    root = tmp_path_factory.mktemp("fakeinstruct")
+    chains = root / "chains.jsonl"
+    lines = (SAMPLE / "chains.jsonl").read_text(encoding="utf-8").splitlines()[:20]
+    chains.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = GenerateConfig(
+        chains=str(chains), out=str(root / "data"), root=str(SAMPLE), families=["detection"], progress=False
+    )
+    return generate(config).out
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model, fakeinstruct_dir, tmp_path_factory):
+    """One CPU run of scripts/sft.py: 8 steps, checkpoints at 4 and 8, an evaluation at the end."""
+    out = tmp_path_factory.mktemp("sft") / "run"
+    log = out.parent / "sft.log"
+    args = sft_args(tiny_model, fakeinstruct_dir, out, "--save_strategy", "steps", "--save_steps", str(SAVE_STEPS))
+    return out, run_sft(args, log)
+
+
+# ---- recipes ------------------------------------------------------------------------------------------------
+
+
+def test_recipes_exist():
+    names = {str(p.relative_to(RECIPES)) for p in SFT_RECIPES}
+    assert {
+        "tiny-llava/sft/config_demo.yaml",
+        "llava-1.5-7b/sft/config_full.yaml",
+        "llava-1.5-7b/sft/config_lora.yaml",
+    } <= names
+    assert {p.stem for p in ACCELERATE_CONFIGS} == {"ddp", "zero2", "zero3", "fsdp"}
+
+
+@pytest.mark.parametrize("recipe", SFT_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))
+def test_recipe_parses_with_the_script_parser(recipe):
+    """Every key is a field of ScriptArguments, SFTConfig or ModelConfig, and the values build the dataclasses.
+
+    GPU recipes ask for bf16, which SFTConfig refuses on a machine without a GPU unless use_cpu is set."""
+    from dataclasses import fields
+
+    keys = set(yaml.safe_load(recipe.read_text()))
+    known = {f.name for cls in (ScriptArguments, SFTConfig, ModelConfig) for f in fields(cls)}
+    assert keys <= known, f"unknown keys: {sorted(keys - known)}"
+    script_args, training_args, model_args = (
+        load_script().make_parser().parse_args_and_config(["--config", str(recipe), "--use_cpu", "true"])
+    )
+    assert script_args.dataset_name and model_args.model_name_or_path
+    assert training_args.assistant_only_loss
+    assert training_args.max_length is None  # no truncation into the image tokens
+    assert model_args.attn_implementation == "sdpa"
+    if training_args.chat_template_path:
+        assert (REPO / training_args.chat_template_path).is_file()
+
+
+def test_llava_recipes_follow_the_brief():
+    parse = load_script().make_parser().parse_args_and_config
+    _, full, full_model = parse(["--config", str(RECIPES / "llava-1.5-7b/sft/config_full.yaml"), "--use_cpu", "true"])
+    assert full_model.model_name_or_path == "llava-hf/llava-1.5-7b-hf" and full_model.dtype == "bfloat16"
+    assert (full.learning_rate, full.num_train_epochs, full.bf16, full.gradient_checkpointing) == (2e-5, 2, True, True)
+    assert full.per_device_train_batch_size * full.gradient_accumulation_steps * 8 == 32  # on 8 GPUs
+    assert full.gradient_accumulation_steps > 1
+    _, lora, lora_model = parse(["--config", str(RECIPES / "llava-1.5-7b/sft/config_lora.yaml"), "--use_cpu", "true"])
+    assert lora_model.use_peft and lora_model.lora_modules_to_save == ["multi_modal_projector"]
+    assert lora_model.lora_target_modules == LANGUAGE_MODEL_LORA
+    assert lora.per_device_train_batch_size * lora.gradient_accumulation_steps * 8 == 32
+
+
+@pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.stem)
+def test_accelerate_config_is_valid(config):
+    """accelerate reads the file, and every nested option is one that `accelerate launch` knows."""
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.commands.launch import launch_command_parser
+
+    cluster = ClusterConfig.from_yaml_file(config)
+    options = {action.dest for action in launch_command_parser()._actions}
+    nested = {**cluster.deepspeed_config, **cluster.fsdp_config}
+    unknown = [key for key in nested if key not in options]
+    assert not unknown, unknown
+    assert cluster.num_processes == 8 and not cluster.use_cpu
+
+
+def test_launch_slurm_builds_one_launcher_per_node(tmp_path):
+    """Dry run with stand-ins for scontrol and srun: 2 nodes x 8 GPUs, accumulation from the recipe or override."""
+    script = RECIPES / "launch.slurm"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text("#!/bin/bash\nprintf 'node-a\\nnode-b\\n'\n")
+    (bin_dir / "srun").write_text('#!/bin/bash\nprintf "%s\\n" "$@"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_NNODES="2", SLURM_JOB_NODELIST="node-[a-b]")
+    env["VENV"] = sys.prefix
+    recipe = "recipes/llava-1.5-7b/sft/config_full.yaml"
+
+    def launch(*extra: str) -> str:
+        result = subprocess.run(
+            ["bash", str(script), recipe, *extra], cwd=REPO, env=env, capture_output=True, text=True, check=True
+        )
+        return result.stdout.splitlines()[-1]  # the command srun would run on every node
+
+    command = launch()
+    assert "--config_file recipes/accelerate_configs/zero3.yaml" in " ".join(command.split())
+    assert "--num_processes 16" in " ".join(command.split()) and "--main_process_ip node-a" in command
+    assert "--gradient_accumulation_steps 2" in " ".join(command.split())  # read from the recipe
+    assert command.endswith(f"--machine_rank $SLURM_PROCID scripts/sft.py --config {recipe}")
+    command = " ".join(launch("--gradient_accumulation_steps", "1", "--output_dir", "/ckpt/a b").split())
+    assert "launch --config_file" in command and "--gradient_accumulation_steps 1 --num_machines 2" in command
+    assert command.endswith("--gradient_accumulation_steps 1 --output_dir /ckpt/a\\ b")
+
+
+def test_llava_chat_template_trains_answers_and_their_eos(tiny_model):
+    """The LLaVA-1.5 training template: the assistant mask covers each answer and its </s>, nothing else."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_model)
+    template = (RECIPES / "llava-1.5-7b" / "chat_template.jinja").read_text()
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Real or fake?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Fake. Edges."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Why?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Texture."}]},
+    ]
+    text = processor.apply_chat_template(messages, chat_template=template)
+    assert text == "<s>USER: <image>\nReal or fake? ASSISTANT: Fake. Edges.</s>USER: Why? ASSISTANT: Texture.</s>"
+    prompt = processor.apply_chat_template(messages[:1], chat_template=template, add_generation_prompt=True)
+    assert text.startswith(prompt) and prompt.endswith("ASSISTANT:")
+    out = processor.tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    runs, run = [], []
+    for token, masked in zip(out["input_ids"], out["assistant_masks"], strict=True):
+        if masked:
+            run.append(token)
+        elif run:
+            runs, run = [*runs, run], []
+    runs += [run] if run else []
+    assert [processor.tokenizer.decode(r).strip() for r in runs] == ["Fake. Edges.</s>", "Texture.</s>"]
+
+
+# ---- script pieces, in process ------------------------------------------------------------------------------
+
+
+def test_help_lists_the_script_arguments():
+    text = load_script().make_parser().format_help()
+    for option in ("--dataset_name", "--tiny_model_dir", "--dataset_tasks", "--use_peft", "--resume_from_checkpoint"):
+        assert option in text
+
+
+def test_tiny_model_is_built_once_when_asked(tmp_path):
+    args = SFTConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, activation_checkpointing=False)
+    path = Path(resolve_model_path("tiny", str(tmp_path / "tiny"), args))
+    assert (path / "model.safetensors").is_file() and (path / "chat_template.jinja").is_file()
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model_path("tiny", str(path), args) == str(path)
+    assert (path / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert resolve_model_path("org/model", str(path), args) == "org/model"
+
+
+def test_dataset_loading_keeps_trl_columns_and_checks_names(fakeinstruct_dir):
+    train, test = load_sft_datasets(str(fakeinstruct_dir), test_split="validation", max_eval_samples=4)
+    assert train.column_names == ["messages", "images"] and len(test) == 4
+    assert type(train[0]["images"][0]).__module__.startswith("PIL")  # relative paths resolved, decoded
+    detection, _ = load_sft_datasets(str(fakeinstruct_dir), tasks=["detection"], max_train_samples=10)
+    assert len(detection) == 10
+    with pytest.raises(ValueError, match="no split 'dev'"):
+        load_sft_datasets(str(fakeinstruct_dir), test_split="dev")
+    with pytest.raises(ValueError, match="explanation"):
+        load_sft_datasets(str(fakeinstruct_dir), tasks=["explanation"])
+
+
+def test_resume_last_needs_a_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="no checkpoint"):
+        resolve_checkpoint("last", str(tmp_path))
+    (tmp_path / "checkpoint-3").mkdir()
+    (tmp_path / "checkpoint-12").mkdir()
+    assert resolve_checkpoint("last", str(tmp_path)) == str(tmp_path / "checkpoint-12")
+    assert resolve_checkpoint(None, str(tmp_path)) is None
+
+
+def test_lora_needs_named_target_modules():
+    with pytest.raises(ValueError, match="lora_target_modules"):
+        peft_config(ModelConfig(use_peft=True))
+
+
+def test_collated_labels_ignore_prompt_and_image_tokens(tiny_model, fakeinstruct_dir, tmp_path):
+    """Labels are the answer tokens and their </s>; the prompt, the 16 image tokens and padding are -100."""
+    script_args = ScriptArguments(dataset_name=str(fakeinstruct_dir))
+    training_args = SFTConfig(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        max_length=None,
+        assistant_only_loss=True,
+        activation_checkpointing=False,
+        report_to="none",
+    )
+    trainer = build_trainer(script_args, training_args, ModelConfig(model_name_or_path=str(tiny_model)))
+    assert all(p.requires_grad for p in trainer.model.parameters())  # full fine-tuning: everything trains
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    tokenizer = trainer.processing_class.tokenizer
+    assistant, eos = tokenizer.convert_tokens_to_ids("<|assistant|>"), tokenizer.eos_token_id
+    image_id = trainer.model.config.image_token_id
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
+        expected, inside = [], False
+        for i, token in enumerate(ids):
+            inside = inside or (i >= 2 and ids[i - 2] == assistant)
+            expected.append(token if inside else -100)
+            inside = inside and token != eos
+        assert labels == expected
+        assert [label for token, label in zip(ids, labels, strict=True) if token == image_id] == [-100] * IMAGE_TOKENS
+        supervised = [label for label in labels if label != -100]
+        assert supervised[-1] == eos
+        assert tokenizer.decode(supervised[:1]) in ANSWER_WORDS  # closed-ended answers start with their word
+
+
+def test_freeze_vision_tower(tiny_model, fakeinstruct_dir, tmp_path):
+    script_args = ScriptArguments(dataset_name=str(fakeinstruct_dir), freeze_vision_tower=True)
+    training_args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, activation_checkpointing=False)
+    trainer = build_trainer(script_args, training_args, ModelConfig(model_name_or_path=str(tiny_model)))
+    frozen = {n for n, p in trainer.model.named_parameters() if not p.requires_grad}
+    assert frozen == {n for n, _ in trainer.model.named_parameters() if ".vision_tower." in n} != set()
+
+
+# ---- one CPU run of the script ------------------------------------------------------------------------------
+
+
+def test_run_logs_a_finite_falling_loss(trained):
+    out, output = trained
+    assert_loss_falls(out)
+    assert "training on 1 process(es)" in output
+    assert json.loads((out / "train_results.json").read_text())["world_size"] == 1
+
+
+def test_run_saves_model_and_processor_as_safetensors(trained, tiny_model):
+    from transformers import AutoProcessor
+
+    out, _ = trained
+    assert_saved_safetensors_only(out)
+    assert (out / "chat_template.jinja").read_text() == chat_template()
+    processor = AutoProcessor.from_pretrained(out)
+    assert processor.chat_template == chat_template() and processor.image_token == "<image>"
+    recipe = json.loads((out / "sft_config.json").read_text())
+    assert recipe["model_args"]["model_name_or_path"] == str(tiny_model)
+    assert recipe["training_args"]["assistant_only_loss"] is True
+    assert {p.name for p in out.glob("checkpoint-*")} == {"checkpoint-4", "checkpoint-8"}
+
+
+def test_saved_checkpoint_reloads_to_the_trained_model(trained, tiny_model, fakeinstruct_dir, tmp_path):
+    out, _ = trained
+    assert_reloads_to_trained_model(out, tiny_model, fakeinstruct_dir, tmp_path)
+
+
+def test_resume_from_checkpoint_continues_the_same_run(trained, tiny_model, fakeinstruct_dir, tmp_path):
+    """Resuming at step 4 gives the losses of steps 5-8 of the uninterrupted run: the weights, optimizer, schedule
+    and data order all come back (transformers alone would restart from the initial weights, see modeling.sft)."""
+    out, _ = trained
+    resumed = tmp_path / "resumed"
+    extra = ("--resume_from_checkpoint", str(out / f"checkpoint-{SAVE_STEPS}"), "--do_eval", "false")
+    output = run_sft(sft_args(tiny_model, fakeinstruct_dir, resumed, *extra), tmp_path / "resume.log")
+    first, second = losses(out), losses(resumed)
+    for step in range(SAVE_STEPS + 1, STEPS + 1):
+        assert second[step] == pytest.approx(first[step], abs=1e-4), (step, first, second)
+    assert "loading the weights of" in output
+
+
+def test_lora_run_saves_the_adapter_and_the_projector(tiny_model, fakeinstruct_dir, tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    out = tmp_path / "lora"
+    extra = ["--max_steps", "2", "--do_eval", "false", "--learning_rate", "1e-2", "--use_peft", "true"]
+    extra += ["--lora_r", "8", "--lora_alpha", "16", "--lora_target_modules", LANGUAGE_MODEL_LORA]
+    extra += ["--lora_modules_to_save", "multi_modal_projector"]
+    output = run_sft(sft_args(tiny_model, fakeinstruct_dir, out, *extra), tmp_path / "lora.log")  # last one wins
+    assert "LoRA:" in output
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "chat_template.jinja"} <= names
+    assert "model.safetensors" not in names and not [n for n in names if n.endswith(PICKLE_SUFFIXES)]
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["modules_to_save"] == ["multi_modal_projector"] and config["target_modules"] == LANGUAGE_MODEL_LORA
+
+    adapter = load_file(out / "adapter_model.safetensors")
+    lora = [k for k in adapter if "lora_" in k]
+    projector = {k: v for k, v in adapter.items() if "multi_modal_projector" in k}
+    assert lora and all("language_model" in k for k in lora)  # the vision tower is not adapted
+    assert len(projector) == 4  # two linear layers, weight and bias
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model)
+    before = {k: v.clone() for k, v in base.model.multi_modal_projector.state_dict().items()}
+    model = PeftModel.from_pretrained(base, out)
+    after = model.get_base_model().model.multi_modal_projector.modules_to_save["default"].state_dict()
+    assert not torch.equal(after["linear_1.weight"], before["linear_1.weight"])  # the projector was trained
+    saved = next(v for k, v in projector.items() if k.endswith("linear_1.weight"))
+    torch.testing.assert_close(after["linear_1.weight"], saved)  # and reloads as saved
+
+
+# ---- multi-process and DeepSpeed (slow) ---------------------------------------------------------------------
+
+
+def accelerate(config: str, *options: str) -> list[str]:
+    launcher = [str(Path(sys.executable).with_name("accelerate")), "launch"]
+    return [*launcher, "--config_file", str(RECIPES / "accelerate_configs" / f"{config}.yaml"), *options]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tiny_model, fakeinstruct_dir, tmp_path):
+    """`--multi_gpu --num_processes 2` on CPU (the script sets use_cpu): two gloo processes, one model saved."""
+    out = tmp_path / "ddp"
+    args = sft_args(tiny_model, fakeinstruct_dir, out, "--per_device_train_batch_size", "4")
+    args += ["--per_device_eval_batch_size", str(EVAL_ROWS // 2)]
+    launcher = accelerate("ddp", "--multi_gpu", "--num_processes", "2", "--mixed_precision", "no")
+    output = run_sft(args, tmp_path / "ddp.log", launcher)
+    assert "training on 2 process(es): MULTI_CPU" in output  # DDP over gloo
+    assert json.loads((out / "train_results.json").read_text())["world_size"] == 2
+    assert_loss_falls(out)
+    assert_saved_safetensors_only(out)
+    assert_reloads_to_trained_model(out, tiny_model, fakeinstruct_dir, tmp_path, eval_batch=EVAL_ROWS // 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stage", "processes"), [(2, 1), (3, 1), (3, 2)], ids=["zero2", "zero3", "zero3-2proc"])
+def test_deepspeed_zero_on_cpu(stage, processes, tiny_model, fakeinstruct_dir, tmp_path):
+    """DeepSpeed ZeRO-2/3 on CPU processes; ZeRO-3 gathers the sharded weights for the final save."""
+    out = tmp_path / f"zero{stage}"
+    batch = 8 // processes
+    args = sft_args(tiny_model, fakeinstruct_dir, out, "--per_device_train_batch_size", str(batch))
+    args += ["--per_device_eval_batch_size", str(EVAL_ROWS // processes)]
+    launcher = accelerate(f"zero{stage}", "--num_processes", str(processes), "--mixed_precision", "no")
+    output = run_sft(args, tmp_path / f"zero{stage}.log", launcher)
+    assert f"training on {processes} process(es): DEEPSPEED, ZeRO stage {stage}" in output
+    assert_loss_falls(out)
+    assert_saved_safetensors_only(out)
+    assert_reloads_to_trained_model(out, tiny_model, fakeinstruct_dir, tmp_path, eval_batch=EVAL_ROWS // processes)
