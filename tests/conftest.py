@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +53,39 @@ def write_dataset(root: Path, records: list[dict], extra_lines: list[str] = ()) 
 def dataset(tmp_path) -> Path:
     """40 valid records in 12 groups, with their images; returns the chains file."""
     return write_dataset(tmp_path / "data", make_records(40, groups=12))
+
+
+def run_logged(command: list[str], log: Path, timeout: int = 600) -> str:
+    """Run ``command`` from the repository root; return its output, or fail the test with the tail of it."""
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))  # as the Makefile sets it
+    result = subprocess.run(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
+    )
+    log.write_text(result.stdout, encoding="utf-8")
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(command[:4])} ... exited with {result.returncode}:\n{result.stdout[-4000:]}")
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The offline tiny LLaVA model and processor, built once per test session."""
+    from modeling.tiny import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny") / "llava")
+
+
+@pytest.fixture(scope="session")
+def fakeinstruct_dir(tmp_path_factory) -> Path:
+    """FakeInstruct from the first 20 sample records, detection family only (60 train, 8 validation rows)."""
+    from fakeinstruct.generate import GenerateConfig, generate
+
+    root = tmp_path_factory.mktemp("fakeinstruct")
+    chains = root / "chains.jsonl"
+    lines = (SAMPLE / "chains.jsonl").read_text(encoding="utf-8").splitlines()[:20]
+    chains.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = GenerateConfig(
+        chains=str(chains), out=str(root / "data"), root=str(SAMPLE), families=["detection"], progress=False
+    )
+    return generate(config).out

@@ -2,26 +2,21 @@
 gives the PEFT model's logits, keeps the trained projector, and holds safetensors and the processor only.
 
 The tiny model, a 20-record FakeInstruct folder (detection pairs only), the LoRA run and the merge are built once
-per module (the fixtures mirror tests/test_sft.py's; test modules are not imported into each other)."""
+per module (the tiny model and the FakeInstruct folder come from tests/conftest.py)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import run_logged as run
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
-pytest.importorskip("trl")
-
-from fakeinstruct.generate import GenerateConfig, generate  # noqa: E402
-from modeling.merge import read_source  # noqa: E402
-from modeling.tiny import build_tiny_llava  # noqa: E402
+from modeling.merge import read_source
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
@@ -40,35 +35,6 @@ def load_merge_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def run(command: list[str], log: Path) -> str:
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))  # as the Makefile sets it
-    result = subprocess.run(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600
-    )
-    log.write_text(result.stdout, encoding="utf-8")
-    if result.returncode != 0:
-        pytest.fail(f"{' '.join(command[:4])} ... exited with {result.returncode}:\n{result.stdout[-4000:]}")
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_llava(tmp_path_factory.mktemp("tiny") / "llava")
-
-
-@pytest.fixture(scope="module")
-def fakeinstruct_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fakeinstruct")
-    chains = root / "chains.jsonl"
-    lines = (SAMPLE / "chains.jsonl").read_text(encoding="utf-8").splitlines()[:20]
-    chains.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = GenerateConfig(
-        chains=str(chains), out=str(root / "data"), root=str(SAMPLE), families=["detection"], progress=False
-    )
-    return generate(config).out
 
 
 @pytest.fixture(scope="module")

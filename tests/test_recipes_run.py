@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("trl")
-
-from fakeinstruct.generate import GenerateConfig, generate  # noqa: E402
-from modeling.tiny import build_tiny_llava  # noqa: E402
+from conftest import run_logged as run
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
@@ -61,36 +54,6 @@ def overrides(recipe: dict, tiny_model: Path, data: Path, out: Path) -> list[str
     if str(recipe.get("attn_implementation", "")).startswith("flash"):
         args += ["--attn_implementation", "sdpa"]  # flash-attn kernels are CUDA-only
     return args
-
-
-def run(command: list[str], log: Path) -> str:
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))  # as the Makefile sets it
-    result = subprocess.run(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600
-    )
-    log.write_text(result.stdout, encoding="utf-8")
-    if result.returncode != 0:
-        pytest.fail(f"{' '.join(command[:4])} ... exited with {result.returncode}:\n{result.stdout[-4000:]}")
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_llava(tmp_path_factory.mktemp("tiny") / "llava")
-
-
-@pytest.fixture(scope="module")
-def fakeinstruct_dir(tmp_path_factory) -> Path:
-    """FakeInstruct from the first 20 sample records, detection family only (as tests/test_sft.py builds it)."""
-    root = tmp_path_factory.mktemp("fakeinstruct")
-    chains = root / "chains.jsonl"
-    lines = (SAMPLE / "chains.jsonl").read_text(encoding="utf-8").splitlines()[:20]
-    chains.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = GenerateConfig(
-        chains=str(chains), out=str(root / "data"), root=str(SAMPLE), families=["detection"], progress=False
-    )
-    return generate(config).out
 
 
 def test_every_recipe_is_collected():

@@ -14,23 +14,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from conftest import run_logged as run
+from trl import ModelConfig, SFTConfig
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("trl")
-
-from trl import ModelConfig, SFTConfig  # noqa: E402
-
-from fakeinstruct.generate import GenerateConfig, generate  # noqa: E402
-from modeling.sft import (  # noqa: E402
+from modeling.sft import (
     ScriptArguments,
     build_trainer,
     peft_config,
     resolve_checkpoint,
     resolve_model_path,
 )
-from modeling.sft_data import load_sft_datasets  # noqa: E402
-from modeling.tiny import ANSWER_WORDS, IMAGE_SIZE, PATCH_SIZE, build_tiny_llava, chat_template  # noqa: E402
+from modeling.sft_data import load_sft_datasets
+from modeling.tiny import ANSWER_WORDS, IMAGE_SIZE, PATCH_SIZE, chat_template
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
@@ -72,19 +69,6 @@ def sft_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
         "--per_device_eval_batch_size", str(EVAL_ROWS),
         *extra,
     ]  # fmt: skip
-
-
-def run(command: list[str], log: Path, timeout: int = 600) -> str:
-    """Run ``command`` from the repository root; return its output, or fail the test with the tail of it."""
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))  # as the Makefile sets it
-    result = subprocess.run(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
-    )
-    log.write_text(result.stdout, encoding="utf-8")
-    if result.returncode != 0:
-        pytest.fail(f"{' '.join(command[:4])} ... exited with {result.returncode}:\n{result.stdout[-4000:]}")
-    return result.stdout
 
 
 def run_sft(args: list[str], log: Path, launcher: list[str] | None = None) -> str:
@@ -146,24 +130,6 @@ def assert_saved_safetensors_only(out: Path) -> None:
     names = {p.name for p in out.iterdir() if p.is_file()}
     assert "model.safetensors" in names
     assert not [n for n in names if n.endswith(PICKLE_SUFFIXES)], names
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_llava(tmp_path_factory.mktemp("tiny") / "llava")
-
-
-@pytest.fixture(scope="module")
-def fakeinstruct_dir(tmp_path_factory) -> Path:
-    """FakeInstruct from the first 20 sample records, detection family only (60 train, 8 validation rows)."""
-    root = tmp_path_factory.mktemp("fakeinstruct")
-    chains = root / "chains.jsonl"
-    lines = (SAMPLE / "chains.jsonl").read_text(encoding="utf-8").splitlines()[:20]
-    chains.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = GenerateConfig(
-        chains=str(chains), out=str(root / "data"), root=str(SAMPLE), families=["detection"], progress=False
-    )
-    return generate(config).out
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("trl")
-
-from safetensors.torch import load_file  # noqa: E402
-from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
-
-from modeling.tiny import (  # noqa: E402
+from modeling.tiny import (
     ANSWER_WORDS,
     ASSISTANT_PREFIX,
     IMAGE_SIZE,
