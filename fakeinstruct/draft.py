@@ -53,28 +53,11 @@ class DraftResult:
 
 
 def draft_from_measurements(
-    measurements: Measurements,
-    *,
-    record_id: str,
-    image_rel: str,
-    label: str,
-    source: dict[str, Any],
-    label_source: str = "manifest",
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    measurements: Measurements, *, thresholds: Thresholds = DEFAULT_THRESHOLDS, **record: Any
 ) -> DraftResult:
-    """Draft a record from measurements already taken; see :func:`draft_record`."""
-
+    """Draft a record from measurements already taken; ``record`` as for :func:`draft_from_findings`."""
     findings = [DRAFTERS[name](measurements, thresholds) for name in ATTRIBUTES]
-    return draft_from_findings(
-        findings,
-        measurements,
-        record_id=record_id,
-        image_rel=image_rel,
-        label=label,
-        source=source,
-        label_source=label_source,
-        thresholds=thresholds,
-    )
+    return draft_from_findings(findings, measurements, thresholds=thresholds, **record)
 
 
 def draft_from_findings(
@@ -132,17 +115,8 @@ def draft_from_findings(
     return DraftResult(record=record, needs_review=issues, contradicts_label=contradicts, measurements=measurements)
 
 
-def draft_record(
-    image_path: str | Path,
-    *,
-    record_id: str,
-    image_rel: str,
-    label: str,
-    source: dict[str, Any],
-    label_source: str = "manifest",
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
-) -> DraftResult:
-    """Measure ``image_path`` and draft its FakeChain record.
+def draft_record(image_path: str | Path, **record: Any) -> DraftResult:
+    """Measure ``image_path`` and draft its FakeChain record (keywords as for :func:`draft_from_findings`).
 
     Returns a :class:`DraftResult`: ``record`` is the FakeChain-shaped dict (``image_rel`` is the path it
     records, ``image_path`` the file that is measured), ``needs_review`` what a reviewer must settle first.
@@ -151,15 +125,7 @@ def draft_record(
     """
     from fakeinstruct.measure import measure_image
 
-    return draft_from_measurements(
-        measure_image(image_path),
-        record_id=record_id,
-        image_rel=image_rel,
-        label=label,
-        source=source,
-        label_source=label_source,
-        thresholds=thresholds,
-    )
+    return draft_from_measurements(measure_image(image_path), **record)
 
 
 @dataclass

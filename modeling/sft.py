@@ -216,7 +216,9 @@ def load_checkpoint_weights(model, files: list[str]) -> None:
     renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
     converters = [t for t in transforms if isinstance(t, WeightConverter)]
     if converters:
-        raise NotImplementedError(f"{type(model).__name__} converts weights on load; resume it with DeepSpeed")
+        raise ValueError(
+            f"cannot resume {type(model).__name__} here: it converts weights on load; resume it with DeepSpeed"
+        )
     own = model.state_dict()
     state = {}
     for file in files:
