@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from fakeinstruct import __version__
 from fakeinstruct.errors import FakeChainError
-from fakeinstruct.evidence import ATTRIBUTES, DEFAULT_THRESHOLDS, DRAFTERS, Finding, Limit, Thresholds, reason
+from fakeinstruct.evidence import ATTRIBUTES, DEFAULT_THRESHOLDS, DRAFTERS, Finding, Limit, Thresholds
+from fakeinstruct.reasoning import reason
 
 if TYPE_CHECKING:
     from fakeinstruct.measure import Measurements

@@ -1,7 +1,8 @@
 """Evidence rules of the drafting tool: thresholds on the measurements, and the sentences they become.
 
 Every verdict here is **label-blind**: it depends on :mod:`fakeinstruct.measure`'s numbers and the global
-:class:`Thresholds` only. Only :func:`reason` uses the label, to write the reasoning and the conclusion.
+:class:`Thresholds` only. The label enters only in :mod:`fakeinstruct.reasoning`, which writes the reasoning
+and the conclusion from the findings.
 """
 
 from __future__ import annotations
@@ -312,111 +313,3 @@ DRAFTERS = {
     "compression": _compression,
     "color": _color,
 }
-
-
-# How the reasoning names each attribute, and whether the name is plural.
-_NOUNS = {
-    "texture": ("texture", False),
-    "edges": ("edges", True),
-    "clarity": ("sharpness", False),
-    "noise": ("noise", False),
-    "compression": ("compression", False),
-    "color": ("colour", False),
-}
-
-
-def _noun(name: str) -> tuple[str, bool]:
-    """How the reasoning names an attribute; a reviewer may add attributes the drafter does not measure."""
-    if name in _NOUNS:
-        return _NOUNS[name]
-    from fakeinstruct.taxonomy import default_taxonomy
-
-    title = default_taxonomy()[name].title if name in default_taxonomy() else name
-    return title, title.endswith("s") or " and " in title
-
-
-def _names(findings: list[Finding]) -> str:
-    names = [_noun(f.name)[0] for f in findings]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _looks(findings: list[Finding]) -> str:
-    plural = len(findings) > 1 or _noun(findings[0].name)[1]
-    return "look" if plural else "looks"
-
-
-def _step(finding: Finding, verdict: str, clause: str) -> str:
-    noun = _noun(finding.name)[0]
-    return f"The {noun} {_looks([finding])} {verdict}{clause}."
-
-
-def reason(findings: list[Finding], label: str, label_source: str, t: Thresholds) -> tuple[list[str], str, bool]:
-    """Reasoning steps and conclusion from the findings to the given label; also whether they contradict it."""
-    anomalous = sorted((f for f in findings if f.anomalous), key=lambda f: -(f.severity or 0.0))
-    natural = [f for f in findings if not f.anomalous]
-    total = len(findings)
-
-    if label == "fake":
-        if not anomalous:
-            steps = [_step(f, "natural", f": {f.why}") for f in natural]
-            steps.append(
-                f"None of the {total} measured traces is anomalous: at the pixel level the image looks like a "
-                f"camera photograph, and the fake label rests on its generation record ({label_source}), not "
-                "on this evidence."
-            )
-            conclusion = (
-                f"The image is fake according to its generation record, but its {_names(natural)} all look "
-                "natural, so the verdict does not follow from the measured evidence."
-            )
-            return steps, conclusion, True
-        steps = [_step(f, "anomalous", f": {f.why}") for f in anomalous]
-        if natural:
-            steps.append(
-                f"The {_names(natural)} {_looks(natural)} natural, but a generator can get "
-                f"{'these' if len(natural) > 1 else 'this'} right, so {'they do' if len(natural) > 1 else 'it does'} "
-                "not speak for a camera."
-            )
-        steps.append(
-            f"{len(anomalous)} of the {total} measured traces {'points' if len(anomalous) == 1 else 'point'} away "
-            "from a camera pipeline, so the image is fake."
-        )
-        lead = anomalous[0]
-        if len(anomalous) == 1:
-            conclusion = f"The image is fake: the {_noun(lead.name)[0]} gives it away, since {lead.why}."
-        else:
-            conclusion = (
-                f"The image is fake: its {_names(anomalous)} {'both' if len(anomalous) == 2 else 'all'} depart "
-                f"from what a camera leaves, above all the {_noun(lead.name)[0]}, since {lead.why}."
-            )
-        return steps, conclusion, False
-
-    steps = [_step(f, "natural", f": {f.why}") for f in natural]
-    steps += [_step(f, "anomalous", f", but {f.benign}") for f in anomalous]
-    if len(anomalous) >= t.real_contradiction:
-        steps.append(
-            f"{len(anomalous)} of the {total} measured traces look anomalous, more than a camera photograph "
-            f"usually shows; the real label rests on the image's source record ({label_source}), not on this "
-            "evidence."
-        )
-        conclusion = (
-            f"The image is a real photograph according to its source, but its {_names(anomalous)} look anomalous, "
-            "so the measured evidence alone would not clear it."
-        )
-        return steps, conclusion, True
-    if anomalous:
-        steps.append(
-            f"The camera traces in the {_names(natural)} outweigh the anomalous {_names(anomalous)}, which a "
-            "camera photograph can show too, so the image is real."
-        )
-        conclusion = (
-            f"The image is a real photograph: its {_names(natural)} look as a camera leaves them, and the "
-            f"anomalous {_names(anomalous)} {'are' if _looks(anomalous) == 'look' else 'is'} not specific to a "
-            "generator."
-        )
-    else:
-        steps.append(f"All {total} measured traces look as a camera leaves them, so the image is real.")
-        conclusion = (
-            f"The image is a real photograph: its {_names(natural)} all look as a camera pipeline leaves them, "
-            "with no generator trace."
-        )
-    return steps, conclusion, False

@@ -89,3 +89,42 @@ def fakeinstruct_dir(tmp_path_factory) -> Path:
         chains=str(chains), out=str(root / "data"), root=str(SAMPLE), families=["detection"], progress=False
     )
     return generate(config).out
+
+
+ONE_TEMPLATE = (
+    "name: detection.one\nfamily: detection\nkind: closed\nfields: [answer]\n"
+    "answer_words: {fake: Fake, real: Real}\nquestions: ['Real or fake?']\nanswers: ['{{ answer }}.']\n"
+)
+
+
+def generate_with_one_template(chains: Path, work: Path):
+    """``fakeinstruct generate`` to JSONL with a single one-phrasing template: fast, and every pair predictable."""
+    from fakeinstruct.generate import GenerateConfig, generate
+
+    templates = work / "templates" / "detection"
+    templates.mkdir(parents=True)
+    (templates / "one.yaml").write_text(ONE_TEMPLATE, encoding="utf-8")
+    config = GenerateConfig(
+        chains=str(chains),
+        out=str(work / "out"),
+        file_format="jsonl",
+        template_dirs=[str(work / "templates")],
+        builtin_templates=False,
+        progress=False,
+    )
+    return generate(config)
+
+
+def assert_assistant_only_labels(batch, tokenizer, image_token_id: int, image_tokens: int) -> None:
+    """Labels must equal the ids from after ``<|assistant|>\\n`` through the turn's ``</s>``, and be -100 elsewhere,
+    on every image token in particular."""
+    assistant, eos = tokenizer.convert_tokens_to_ids("<|assistant|>"), tokenizer.eos_token_id
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
+        expected, inside = [], False
+        for i, token in enumerate(ids):
+            inside = inside or (i >= 2 and ids[i - 2] == assistant)
+            expected.append(token if inside else -100)
+            inside = inside and token != eos
+        assert labels == expected
+        image_labels = [label for token, label in zip(ids, labels, strict=True) if token == image_token_id]
+        assert image_labels == [-100] * image_tokens

@@ -7,10 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_records, write_dataset, write_png
+from conftest import generate_with_one_template, make_records, write_dataset, write_png
 
 from fakeinstruct.cli import main
-from fakeinstruct.generate import GenerateConfig, generate
 from fakeinstruct.reader import MAX_LINE_BYTES
 
 BAD = Path(__file__).parent / "data" / "bad"
@@ -58,10 +57,6 @@ CASES = {
     "extra_key.jsonl": [(0, "colour", "Extra inputs are not permitted")],
 }
 OVERSIZE = "(generated) oversize_line"
-TEMPLATE = (
-    "name: detection.one\nfamily: detection\nkind: closed\nfields: [answer]\n"
-    "answer_words: {fake: Fake, real: Real}\nquestions: ['Real or fake?']\nanswers: ['{{ answer }}.']\n"
-)
 LAST_LINE_CASES = {"truncated_last_line.jsonl"}  # no newline: the bad line can only come last
 
 
@@ -128,16 +123,5 @@ def test_bad_input_is_reported_quarantined_and_skipped(case, tmp_path, capsys):
     assert quarantine.read_bytes() == b"".join(raw + b"\n" for raw in rejected)
 
     # one small template keeps this fast; the records, not the templates, are under test
-    templates = tmp_path / "templates" / "detection"
-    templates.mkdir(parents=True)
-    (templates / "one.yaml").write_text(TEMPLATE, encoding="utf-8")
-    config = GenerateConfig(
-        chains=str(path),
-        out=str(tmp_path / "out"),
-        file_format="jsonl",
-        template_dirs=[str(tmp_path / "templates")],
-        builtin_templates=False,
-        progress=False,
-    )
-    result = generate(config)
+    result = generate_with_one_template(path, tmp_path)
     assert (result.records, result.rejected, result.pairs) == (valid, len(rejected), valid)

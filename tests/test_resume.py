@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import make_records, write_dataset
+from conftest import generate_with_one_template, make_records, write_dataset
 
 
 def command(chains, out, *extra):
@@ -65,26 +65,11 @@ def test_resume_rewrites_a_corrupted_shard(big, tmp_path):
 
 
 def test_exact_duplicates_are_removed_and_counted(tmp_path):
-    from fakeinstruct.generate import GenerateConfig, generate
 
-    templates = tmp_path / "templates" / "detection"
-    templates.mkdir(parents=True)
-    (templates / "one.yaml").write_text(
-        "name: detection.one\nfamily: detection\nkind: closed\nfields: [answer]\n"
-        "answer_words: {fake: Fake, real: Real}\nquestions: ['Real or fake?']\nanswers: ['{{ answer }}.']\n"
-    )
     records = make_records(6, groups=6)
     copy = dict(records[0], id="copy-of-0")  # the same annotation of the same image, under another id
     chains = write_dataset(tmp_path / "data", [*records, copy])
-    config = GenerateConfig(
-        chains=str(chains),
-        out=str(tmp_path / "out"),
-        file_format="jsonl",
-        template_dirs=[str(tmp_path / "templates")],
-        builtin_templates=False,
-        progress=False,
-    )
-    result = generate(config)
+    result = generate_with_one_template(chains, tmp_path)
     assert result.duplicates == 1 and result.pairs == 6
     keys = []
     for path in (tmp_path / "out").glob("*/*.jsonl"):

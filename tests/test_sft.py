@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import assert_assistant_only_labels
 from conftest import run_logged as run
 from trl import ModelConfig, SFTConfig
 
@@ -322,18 +323,10 @@ def test_collated_labels_ignore_prompt_and_image_tokens(tiny_model, fakeinstruct
     assert all(p.requires_grad for p in trainer.model.parameters())  # full fine-tuning: everything trains
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     tokenizer = trainer.processing_class.tokenizer
-    assistant, eos = tokenizer.convert_tokens_to_ids("<|assistant|>"), tokenizer.eos_token_id
-    image_id = trainer.model.config.image_token_id
-    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
-        expected, inside = [], False
-        for i, token in enumerate(ids):
-            inside = inside or (i >= 2 and ids[i - 2] == assistant)
-            expected.append(token if inside else -100)
-            inside = inside and token != eos
-        assert labels == expected
-        assert [label for token, label in zip(ids, labels, strict=True) if token == image_id] == [-100] * IMAGE_TOKENS
+    assert_assistant_only_labels(batch, tokenizer, trainer.model.config.image_token_id, IMAGE_TOKENS)
+    for labels in batch["labels"].tolist():
         supervised = [label for label in labels if label != -100]
-        assert supervised[-1] == eos
+        assert supervised[-1] == tokenizer.eos_token_id
         assert tokenizer.decode(supervised[:1]) in ANSWER_WORDS  # closed-ended answers start with their word
 
 

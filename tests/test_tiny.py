@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import assert_assistant_only_labels
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -214,18 +215,7 @@ def test_sft_trainer_trains_on_assistant_tokens_only(tiny_dir, tmp_path):
     )
     batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
     tokenizer = trainer.processing_class.tokenizer
-    assistant, eos = tokenizer.convert_tokens_to_ids("<|assistant|>"), tokenizer.eos_token_id
-    image_id = trainer.model.config.image_token_id
-    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
-        # Expected: from after "<|assistant|>\n" up to and including the turn's </s>; everything else ignored.
-        expected, inside = [], False
-        for i, token in enumerate(ids):
-            inside = inside or (i >= 2 and ids[i - 2] == assistant)
-            expected.append(token if inside else -100)
-            inside = inside and token != eos
-        assert labels == expected
-        image_labels = [label for token, label in zip(ids, labels, strict=True) if token == image_id]
-        assert image_labels == [-100] * IMAGE_TOKENS
+    assert_assistant_only_labels(batch, tokenizer, trainer.model.config.image_token_id, IMAGE_TOKENS)
     result = trainer.train()
     assert result.global_step == 2
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
