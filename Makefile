@@ -6,7 +6,7 @@ VENV ?= .venv
 # torch is installed first and pinned: an open range would pull a multi-GB CUDA build.
 # Override on a GPU box, e.g. `make install TORCH="torch==2.11.0"`, or `TORCH=` to keep the torch you have.
 TORCH ?= torch==2.13.0
-EXTRAS ?= train,dev
+EXTRAS ?= train,eval,dev
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
 DEMO_OUT ?= outputs/demo

@@ -1,0 +1,219 @@
+"""Detector evaluation metrics on ``p_fake`` scores (label 1 = fake, 0 = real), numpy only.
+
+Ranking metrics (ROC, AUC, AP), Brier, NLL, accuracy and F1 follow scikit-learn's definitions exactly, so numbers
+are comparable with published ones without pulling scikit-learn into the runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ReliabilityBins",
+    "accuracy",
+    "average_precision",
+    "binary_metrics",
+    "brier_score",
+    "expected_calibration_error",
+    "f1",
+    "negative_log_likelihood",
+    "reliability_bins",
+    "roc_auc",
+    "roc_curve",
+    "validate_inputs",
+]
+
+
+def _preview(values: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(repr(v.item()) for v in values[:limit])
+    return f"[{shown}{', ...' if values.size > limit else ''}]"
+
+
+def validate_inputs(y_true: Any, p_fake: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Check labels and scores; return them as int64 0/1 and float64 arrays, or raise ``ValueError``."""
+    y = np.asarray(y_true)
+    p = np.asarray(p_fake)
+    if y.ndim != 1 or p.ndim != 1:
+        raise ValueError(f"y_true and p_fake must be 1-D; got shapes {y.shape} and {p.shape}")
+    if y.size != p.size:
+        raise ValueError(f"y_true and p_fake differ in length: {y.size} labels vs {p.size} scores")
+    if y.size == 0:
+        raise ValueError("empty input: need at least one label and score")
+    if p.dtype.kind not in "biuf":
+        raise ValueError(f"p_fake must be numeric; got dtype {p.dtype}")
+    p = p.astype(np.float64)
+    if np.isnan(p).any():
+        raise ValueError(f"p_fake contains NaN at positions {_preview(np.flatnonzero(np.isnan(p)))}")
+    outside = (p < 0.0) | (p > 1.0)
+    if outside.any():
+        raise ValueError(f"p_fake must lie in [0, 1]; got {_preview(p[outside])}")
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"labels must be 0/1 or bool; got dtype {y.dtype}")
+    bad = ~np.isin(y, (0, 1))  # NaN is not in (0, 1), so it is rejected here too
+    if bad.any():
+        raise ValueError(f"labels must be 0/1 or bool (1 = fake); got {_preview(np.unique(y[bad]))}")
+    return y.astype(np.int64), p
+
+
+def _check_n_bins(n_bins: Any) -> int:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer; got {n_bins!r}")
+    return int(n_bins)
+
+
+def _check_threshold(threshold: Any) -> float:
+    t = float(threshold)
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1]; got {threshold!r}")
+    return t
+
+
+def _require_both_classes(y: np.ndarray, what: str) -> None:
+    n_fake = int(y.sum())
+    if n_fake == 0 or n_fake == y.size:
+        only = "fake" if n_fake else "real"
+        raise ValueError(f"{what} is undefined with one class: all {y.size} labels are {only}")
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Non-empty confidence bins: edges, sample count, mean confidence and accuracy per bin."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    count: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.count.size)
+
+
+def reliability_bins(y_true: Any, p_fake: Any, n_bins: int = 15, adaptive: bool = False) -> ReliabilityBins:
+    """Top-label bins: confidence ``max(p, 1-p)``, correct ``(p >= 0.5) == y``.
+
+    Fixed bins are the equal-width intervals ``(k/n_bins, (k+1)/n_bins]`` over [0, 1] (so the lower half stays empty
+    for a binary detector); ``adaptive=True`` makes equal-mass bins of the sorted confidences, edges = min/max
+    confidence in the bin.
+    """
+    y, p = validate_inputs(y_true, p_fake)
+    n_bins = _check_n_bins(n_bins)
+    conf = np.maximum(p, 1.0 - p)
+    correct = ((p >= 0.5).astype(np.int64) == y).astype(np.float64)
+    if adaptive:
+        # Ties sorted wrong-first rather than by input order, so the bins do not depend on how the data was shuffled.
+        order = np.lexsort((correct, conf))
+        chunks = [c for c in np.array_split(order, n_bins) if c.size]
+        lower = np.array([conf[c].min() for c in chunks])
+        upper = np.array([conf[c].max() for c in chunks])
+        count = np.array([c.size for c in chunks], dtype=np.int64)
+        mean_conf = np.array([conf[c].mean() for c in chunks])
+        acc = np.array([correct[c].mean() for c in chunks])
+        return ReliabilityBins(lower, upper, count, mean_conf, acc)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.searchsorted(edges[1:-1], conf, side="left")  # bin k holds edges[k] < conf <= edges[k+1]
+    count = np.bincount(index, minlength=n_bins)
+    keep = count > 0
+    sum_conf = np.bincount(index, weights=conf, minlength=n_bins)[keep]
+    sum_correct = np.bincount(index, weights=correct, minlength=n_bins)[keep]
+    count = count[keep].astype(np.int64)
+    return ReliabilityBins(edges[:-1][keep], edges[1:][keep], count, sum_conf / count, sum_correct / count)
+
+
+def expected_calibration_error(y_true: Any, p_fake: Any, n_bins: int = 15, adaptive: bool = False) -> float:
+    """Top-label ECE (Guo et al. 2017): count-weighted mean of ``|accuracy - confidence|`` over ``reliability_bins``."""
+    bins = reliability_bins(y_true, p_fake, n_bins=n_bins, adaptive=adaptive)
+    return float(np.sum(bins.count * np.abs(bins.accuracy - bins.confidence)) / bins.count.sum())
+
+
+def brier_score(y_true: Any, p_fake: Any) -> float:
+    """Mean squared error between ``p_fake`` and the label."""
+    y, p = validate_inputs(y_true, p_fake)
+    return float(np.mean((p - y) ** 2))
+
+
+def negative_log_likelihood(y_true: Any, p_fake: Any, eps: float = 1e-12) -> float:
+    """Mean binary cross-entropy; the probability of the true label is clipped to ``[eps, 1 - eps]``."""
+    if not 0.0 <= eps < 0.5:
+        raise ValueError(f"eps must lie in [0, 0.5); got {eps!r}")
+    y, p = validate_inputs(y_true, p_fake)
+    # Clip the probability given to the true label, not p: 1 - (1 - eps) != eps in floating point, and the cap on a
+    # confidently wrong answer should be exactly -log(eps) for either class.
+    p_true = np.clip(np.where(y == 1, p, 1.0 - p), eps, 1.0 - eps)
+    return float(-np.mean(np.log(p_true)))
+
+
+def _binary_clf_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positive counts at each distinct score, highest score first."""
+    order = np.argsort(p, kind="mergesort")[::-1]
+    p_sorted, y_sorted = p[order], y[order]
+    # Only the last position of a run of tied scores is a threshold: tied samples flip together.
+    last = np.r_[np.flatnonzero(np.diff(p_sorted)), y.size - 1]
+    tps = np.cumsum(y_sorted)[last]
+    fps = last + 1 - tps
+    return fps, tps, p_sorted[last]
+
+
+def roc_curve(y_true: Any, p_fake: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr, tpr, thresholds)`` as scikit-learn's ``roc_curve(drop_intermediate=False)``; first threshold is inf."""
+    y, p = validate_inputs(y_true, p_fake)
+    _require_both_classes(y, "ROC curve")
+    fps, tps, thresholds = _binary_clf_curve(y, p)
+    fps, tps = np.r_[0, fps], np.r_[0, tps]
+    return fps / fps[-1], tps / tps[-1], np.r_[np.inf, thresholds]
+
+
+def roc_auc(y_true: Any, p_fake: Any) -> float:
+    """Area under the ROC curve by the trapezoidal rule; a tie between a fake and a real counts one half."""
+    fpr, tpr, _ = roc_curve(y_true, p_fake)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
+
+
+def average_precision(y_true: Any, p_fake: Any) -> float:
+    """Step-wise AP as scikit-learn: ``sum_k (R_k - R_{k-1}) * P_k`` over distinct thresholds (no interpolation)."""
+    y, p = validate_inputs(y_true, p_fake)
+    _require_both_classes(y, "average precision")
+    fps, tps, _ = _binary_clf_curve(y, p)
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def accuracy(y_true: Any, p_fake: Any, threshold: float = 0.5) -> float:
+    """Fraction correct when ``p_fake >= threshold`` is called fake."""
+    y, p = validate_inputs(y_true, p_fake)
+    return float(np.mean((p >= _check_threshold(threshold)).astype(np.int64) == y))
+
+
+def f1(y_true: Any, p_fake: Any, threshold: float = 0.5) -> float:
+    """F1 of the fake class at ``p_fake >= threshold``; 0.0 when nothing is fake in truth or prediction."""
+    y, p = validate_inputs(y_true, p_fake)
+    pred = p >= _check_threshold(threshold)
+    tp = int(np.sum(pred & (y == 1)))
+    fp = int(np.sum(pred & (y == 0)))
+    fn = int(np.sum(~pred & (y == 1)))
+    denominator = 2 * tp + fp + fn
+    return 2.0 * tp / denominator if denominator else 0.0
+
+
+def binary_metrics(y_true: Any, p_fake: Any, threshold: float = 0.5, n_bins: int = 15) -> dict[str, Any]:
+    """All metrics as JSON-ready Python numbers; ``auc`` and ``ap`` are None when only one class is present."""
+    y, p = validate_inputs(y_true, p_fake)
+    n_fake = int(y.sum())
+    both = 0 < n_fake < y.size
+    return {
+        "n": int(y.size),
+        "n_fake": n_fake,
+        "n_real": int(y.size - n_fake),
+        "accuracy": accuracy(y, p, threshold),
+        "f1": f1(y, p, threshold),
+        "auc": roc_auc(y, p) if both else None,
+        "ap": average_precision(y, p) if both else None,
+        "brier": brier_score(y, p),
+        "nll": negative_log_likelihood(y, p),
+        "ece": expected_calibration_error(y, p, n_bins=n_bins),
+        "ece_adaptive": expected_calibration_error(y, p, n_bins=n_bins, adaptive=True),
+    }

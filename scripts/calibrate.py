@@ -1,0 +1,33 @@
+#!/usr/bin/env python
+"""Fit the calibration head of a fine-tuned checkpoint and report ECE before and after on the test split.
+
+    python scripts/calibrate.py --config recipes/tiny-llava/calibrate/config_demo.yaml
+    python scripts/calibrate.py --model outputs/demo/sft --data outputs/demo/fakeinstruct --method temperature
+
+Scores every image of the calibration split (default ``validation``) with the token-probability estimator, fits
+temperature or Platt scaling on those scores, saves the head in ``<model>/calibration/`` (with the prompts in
+``<model>/detector_config.json``), then writes ``calibration_report.json`` and ``reliability_diagram.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from trl import TrlParser
+
+from modeling.calibrate import CalibrateArguments, calibrate
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = TrlParser((CalibrateArguments,), description=__doc__.splitlines()[0])
+    (args,) = parser.parse_args_and_config(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        calibrate(args)
+    except (OSError, ValueError) as err:
+        sys.exit(f"calibrate: {err}")
+
+
+if __name__ == "__main__":
+    main()

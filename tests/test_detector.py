@@ -1,0 +1,175 @@
+"""Calibration stage, detector and ``fakescope detect`` on the tiny model and FakeInstruct from the sample."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SAMPLE
+from PIL import Image
+
+from fakeinstruct.errors import FakeChainError
+from modeling.cache import ResultCache
+from modeling.calibrate import DIAGRAM_NAME, REPORT_NAME, CalibrateArguments, calibrate
+from modeling.calibration import CalibrationHead
+from modeling.cli import main as fakescope
+from modeling.detector import FakeScopeDetector
+from modeling.eval_data import split_images
+from modeling.probability import TokenProbabilityEstimator
+from modeling.prompts import CONFIG_NAME
+from modeling.safe_loading import UnsafeCheckpointError, require_safetensors
+
+
+@pytest.fixture(scope="module")
+def sample_data(tmp_path_factory) -> Path:
+    """Detection pairs for the whole sample: 24 validation and 24 test images, half of them fake."""
+    from fakeinstruct.generate import GenerateConfig, generate
+
+    out = tmp_path_factory.mktemp("detector") / "data"
+    config = GenerateConfig(
+        chains=str(SAMPLE / "chains.jsonl"), out=str(out), root=str(SAMPLE), families=["detection"], progress=False
+    )
+    return generate(config).out
+
+
+@pytest.fixture(scope="module")
+def calibrated(tiny_model, sample_data, tmp_path_factory) -> tuple[Path, dict]:
+    model = tmp_path_factory.mktemp("calibrated") / "model"
+    shutil.copytree(tiny_model, model)
+    args = CalibrateArguments(
+        model=str(model), data=str(sample_data), method="platt", batch_size=8, cache_dir=str(model.parent / "cache")
+    )
+    return model, calibrate(args)
+
+
+def sample_images(data: Path, n: int) -> list[Path]:
+    return [item.path for item in split_images(data, "test")[:n]]
+
+
+def test_split_images_lists_each_image_once_with_its_label(sample_data):
+    items = split_images(sample_data, "test")
+    assert len(items) == len({item.chain_id for item in items}) == 24
+    assert sum(item.label for item in items) == 12
+    assert all(item.path.is_file() for item in items)
+    assert {item.generator for item in items if item.label == 0} == {"camera"}
+
+
+def test_calibrate_saves_head_prompts_report_and_diagram(calibrated):
+    model, report = calibrated
+    assert (model / "calibration" / "model.safetensors").is_file()
+    assert (model / CONFIG_NAME).is_file()
+    assert json.loads((model / REPORT_NAME).read_text()) == json.loads(json.dumps(report))
+    with Image.open(model / DIAGRAM_NAME) as img:
+        assert img.format == "PNG"
+    assert report["before"]["n"] == report["after"]["n"] == 24
+    assert report["calibration_split"]["name"] == "validation"
+    # Platt scaling is monotone: the AUC stays, or flips when the fitted slope is negative
+    before = report["before"]["auc"] if report["weight"] > 0 else 1 - report["before"]["auc"]
+    assert report["after"]["auc"] == pytest.approx(before, abs=1e-12)
+
+
+def test_calibrate_resumes_from_its_cache(calibrated, sample_data, monkeypatch):
+    model, report = calibrated
+    calls = []
+    original = TokenProbabilityEstimator.score
+    monkeypatch.setattr(
+        TokenProbabilityEstimator, "score", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
+    again = calibrate(
+        CalibrateArguments(
+            model=str(model), data=str(sample_data), batch_size=8, cache_dir=str(model.parent / "cache")
+        )
+    )
+    assert calls == []  # every score came from the cache
+    assert again["before"] == report["before"]
+
+
+def test_calibrating_on_the_test_split_is_refused(calibrated, sample_data):
+    model, _ = calibrated
+    with pytest.raises(ValueError, match="must differ"):
+        calibrate(CalibrateArguments(model=str(model), data=str(sample_data), calibration_split="test"))
+
+
+def test_detector_scores_paths_and_pil_images_with_the_calibrated_head(calibrated, sample_data):
+    model, _ = calibrated
+    detector = FakeScopeDetector.from_pretrained(model, batch_size=2)
+    head = CalibrationHead.from_checkpoint(model)
+    paths = sample_images(sample_data, 3)
+    results = detector(paths, explain=False)
+    assert [r["image"] for r in results] == [str(p) for p in paths]
+    for r in results:
+        assert r["calibrated"] is True
+        assert r["p_fake"] == pytest.approx(float(head.calibrate([r["logit"]])[0]), abs=1e-12)
+        assert r["p_fake_raw"] == pytest.approx(1 / (1 + np.exp(-r["logit"])), abs=1e-12)
+        assert r["label"] == ("fake" if r["p_fake"] >= 0.5 else "real")
+    single = detector(Image.open(paths[0]), explain=False)
+    assert isinstance(single, dict) and single["image"] is None
+    assert single["p_fake"] == pytest.approx(results[0]["p_fake"], abs=1e-6)
+
+
+def test_detector_explains_and_scores_every_attribute(calibrated, sample_data):
+    from fakeinstruct.taxonomy import load_taxonomy
+
+    model, _ = calibrated
+    detector = FakeScopeDetector.from_pretrained(model)
+    detector.config.max_new_tokens = 8
+    result = detector(sample_images(sample_data, 1)[0], explain=True, attributes=True)
+    assert isinstance(result["explanation"], str)
+    assert set(result["attributes"]) == set(load_taxonomy().names)
+    assert all(0.0 < p < 1.0 for p in result["attributes"].values())
+
+
+def test_unreadable_images_are_reported_and_the_others_scored(calibrated, sample_data, tmp_path):
+    model, _ = calibrated
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    good = sample_images(sample_data, 1)[0]
+    detector = FakeScopeDetector.from_pretrained(model)
+    results = detector([bad, good], explain=False, on_error="report")
+    assert "does not decode" in results[0]["error"] and "p_fake" not in results[0]
+    assert results[1]["image"] == str(good) and "p_fake" in results[1]
+    with pytest.raises(FakeChainError, match="does not decode"):
+        detector([bad, good], explain=False)
+
+
+def test_fakescope_detect_cli(calibrated, sample_data, tmp_path, capsys):
+    model, _ = calibrated
+    good = sample_images(sample_data, 2)
+    missing = tmp_path / "missing.png"
+    code = fakescope(["detect", str(good[0]), str(missing), str(good[1]), "--model", str(model), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [r["image"] for r in lines] == [str(g) for g in good]
+    assert f"error: {missing}:" in err and "1 of 3 image(s) could not be read" in err
+    assert fakescope(["detect", str(good[0]), "--model", str(model)]) == 0
+    assert "p_fake=" in capsys.readouterr().out
+    assert fakescope(["detect", str(good[0]), "--model", str(tmp_path / "no-such-model")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        fakescope(["detect", "--help"])
+    assert exit_info.value.code == 0
+
+
+def test_pickle_only_checkpoints_are_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(UnsafeCheckpointError, match=r"pickle format \(pytorch_model.bin\)"):
+        require_safetensors(tmp_path)
+    with pytest.raises(UnsafeCheckpointError):
+        FakeScopeDetector.from_pretrained(tmp_path)
+
+
+def test_result_cache_skips_a_partial_line_and_restarts_for_another_model(tmp_path):
+    path = tmp_path / "scores.jsonl"
+    cache = ResultCache(path, {"weights": "a"}, key_field="id")
+    cache.add([{"id": "x", "v": 1}, {"id": "y", "v": 2}])
+    with open(path, "a") as f:
+        f.write('{"id": "z", "v"')  # killed mid-write
+    resumed = ResultCache(path, {"weights": "a"}, key_field="id")
+    assert set(resumed.results) == {"x", "y"}
+    resumed.add([{"id": "z", "v": 3}])
+    assert set(ResultCache(path, {"weights": "a"}, key_field="id").results) == {"x", "y", "z"}
+    assert ResultCache(path, {"weights": "b"}, key_field="id").results == {}
