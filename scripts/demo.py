@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The whole pipeline on the bundled sample, as `make demo` runs it: validate -> generate -> report -> fine-tune.
+"""The whole pipeline on the bundled sample, as `make demo` runs it: validate -> generate -> report -> fine-tune
+-> calibrate -> evaluate -> export -> detect.
 
 Each stage is the command a user would run; this script only strings them together and says what happens.
 """
@@ -18,6 +19,10 @@ from fakeinstruct.cli import main as fakeinstruct
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "fakeinstruct" / "data" / "sample"
 RECIPE = "recipes/tiny-llava/sft/config_demo.yaml"
+CALIBRATE_RECIPE = str(ROOT / "recipes/tiny-llava/calibrate/config_demo.yaml")
+EVALUATE_RECIPE = str(ROOT / "recipes/tiny-llava/evaluate/config_demo.yaml")
+# One real photograph and one GAN output from the sample's test split.
+DETECT_IMAGES = ("sample-0071.png", "sample-0019.png")
 logger = logging.getLogger("demo")
 
 
@@ -57,6 +62,71 @@ def main() -> None:
     logger.info("  figure:          %s", data / "stats.png")
 
     train(out, data, args.max_steps)
+    calibrate_and_evaluate(out)
+    publish_and_detect(out, data)
+
+
+def run_script(title: str, script: str, argv: list[str]) -> None:
+    """A stage that users run as ``python scripts/<script> ...``, in a process of its own."""
+    logger.info("== %s: python scripts/%s %s", title, script, " ".join(argv))
+    code = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *argv], check=False).returncode
+    if code != 0:
+        sys.exit(f"demo: stage '{title}' failed with exit code {code}")
+
+
+def calibrate_and_evaluate(out: Path) -> None:
+    model, data, scores, evaluation = out / "sft", out / "fakeinstruct", out / "scores", out / "eval"
+    run_script(
+        "calibrate on the validation split",
+        "calibrate.py",
+        ["--config", CALIBRATE_RECIPE, "--model", str(model), "--data", str(data), "--cache_dir", str(scores)],
+    )
+    run_script(
+        "evaluate on the test split",
+        "evaluate.py",
+        ["--config", EVALUATE_RECIPE, "--model", str(model), "--data", str(data), "--output_dir", str(evaluation)],
+    )
+    report = json.loads((model / "calibration_report.json").read_text())
+    before, after = report["before"], report["after"]
+    logger.info(
+        "test split, %d images: AUC %s; ECE %.4f before calibration, %.4f after (%s scaling fitted on %d images)",
+        before["n"],
+        "n/a" if before["auc"] is None else f"{before['auc']:.4f}",
+        before["ece"],
+        after["ece"],
+        report["method"],
+        report["calibration_split"]["n"],
+    )
+    logger.info("  reliability diagram: %s", model / "reliability_diagram.png")
+    logger.info("  evaluation tables:   %s", evaluation / "results.md")
+
+
+def publish_and_detect(out: Path, data: Path) -> None:
+    """Write the publishable folder, then load the detector back from it as a user would."""
+    publish = out / "publish"
+    run_script(
+        "write the publishable folder",
+        "push_to_hub.py",
+        [
+            "--model",
+            str(out / "sft"),
+            "--eval_dir",
+            str(out / "eval"),
+            "--dataset_dir",
+            str(data),
+            "--output_dir",
+            str(publish),
+        ],
+    )
+    logger.info("  model card: %s", publish / "README.md")
+    images = [SAMPLE / "images" / name for name in DETECT_IMAGES]
+    argv = ["detect", *map(str, images), "--model", str(publish), "--explain"]
+    logger.info("== detect with the published folder: fakescope %s", " ".join(argv))
+    from modeling.cli import main as fakescope
+
+    code = fakescope(argv)
+    if code != 0:
+        sys.exit(f"demo: stage 'detect' failed with exit code {code}")
 
 
 def train(out: Path, data: Path, max_steps: int | None) -> None:

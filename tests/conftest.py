@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,9 @@ import pytest
 from PIL import Image
 
 from fakeinstruct.checks import PROBES
+
+# The local Hub endpoint (fixture ``hub_endpoint``) for publishing tests; nothing reaches the real Hub.
+pytest_plugins = ["hub_server"]
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
@@ -89,6 +93,46 @@ def fakeinstruct_dir(tmp_path_factory) -> Path:
         chains=str(chains), out=str(root / "data"), root=str(SAMPLE), families=["detection"], progress=False
     )
     return generate(config).out
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory) -> Path:
+    """FakeInstruct of the whole sample, every task family: 24 validation and 24 test images, half of them fake."""
+    from fakeinstruct.generate import GenerateConfig, generate
+
+    out = tmp_path_factory.mktemp("detector") / "data"
+    config = GenerateConfig(chains=str(SAMPLE / "chains.jsonl"), out=str(out), root=str(SAMPLE), progress=False)
+    return generate(config).out
+
+
+@pytest.fixture(scope="session")
+def calibrated(tiny_model, sample_data, tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of the tiny model with a Platt head fitted on the sample's validation split, and its report."""
+    from modeling.calibrate import CalibrateArguments, calibrate
+
+    model = tmp_path_factory.mktemp("calibrated") / "model"
+    shutil.copytree(tiny_model, model)
+    args = CalibrateArguments(
+        model=str(model), data=str(sample_data), method="platt", batch_size=8, cache_dir=str(model.parent / "cache")
+    )
+    return model, calibrate(args)
+
+
+@pytest.fixture(scope="session")
+def evaluated(calibrated, sample_data, tmp_path_factory):
+    """``scripts/evaluate.py`` on the first 48 test turns of the sample with the calibrated tiny model."""
+    from modeling.evaluate import EvaluateArguments, evaluate
+
+    args = EvaluateArguments(
+        model=str(calibrated[0]),
+        data=str(sample_data),
+        output_dir=str(tmp_path_factory.mktemp("evaluated") / "eval"),
+        max_items=48,
+        batch_size=8,
+        max_new_tokens=8,
+        closed_max_new_tokens=4,
+    )
+    return args, evaluate(args)
 
 
 ONE_TEMPLATE = (

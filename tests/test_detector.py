@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE
 from PIL import Image
 
 from fakeinstruct.errors import FakeChainError
@@ -21,28 +19,6 @@ from modeling.eval_data import split_images
 from modeling.probability import TokenProbabilityEstimator
 from modeling.prompts import CONFIG_NAME
 from modeling.safe_loading import UnsafeCheckpointError, require_safetensors
-
-
-@pytest.fixture(scope="module")
-def sample_data(tmp_path_factory) -> Path:
-    """Detection pairs for the whole sample: 24 validation and 24 test images, half of them fake."""
-    from fakeinstruct.generate import GenerateConfig, generate
-
-    out = tmp_path_factory.mktemp("detector") / "data"
-    config = GenerateConfig(
-        chains=str(SAMPLE / "chains.jsonl"), out=str(out), root=str(SAMPLE), families=["detection"], progress=False
-    )
-    return generate(config).out
-
-
-@pytest.fixture(scope="module")
-def calibrated(tiny_model, sample_data, tmp_path_factory) -> tuple[Path, dict]:
-    model = tmp_path_factory.mktemp("calibrated") / "model"
-    shutil.copytree(tiny_model, model)
-    args = CalibrateArguments(
-        model=str(model), data=str(sample_data), method="platt", batch_size=8, cache_dir=str(model.parent / "cache")
-    )
-    return model, calibrate(args)
 
 
 def sample_images(data: Path, n: int) -> list[Path]:

@@ -1,0 +1,184 @@
+"""Export a calibrated checkpoint: one folder with model, processor, calibration head, metrics and model card,
+written locally (atomically) or pushed to the Hub in one commit.
+
+Nothing is half-published: the folder is staged completely first; locally it replaces the previous export by
+renames (the old folder or the new one, never a mix); on the Hub it goes up as a single commit, which the Hub
+applies whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from modeling.safe_loading import PICKLE_SUFFIXES, require_safetensors
+
+logger = logging.getLogger(__name__)
+MODEL_SUFFIXES = (".json", ".safetensors", ".jinja", ".txt", ".model", ".png")
+EVAL_FILES = ("results.md", "roc.png", "reliability_diagram.png")
+METRICS_FILE = "metrics.json"
+
+
+class ExportError(RuntimeError):
+    """Publishing failed; the message says why and what was (not) published."""
+
+
+def stage(
+    model_dir: str | Path,
+    staging: Path,
+    *,
+    eval_dir: str | Path | None = None,
+    card_kwargs: dict | None = None,
+) -> Path:
+    """Fill ``staging`` with everything a user needs to load and trust the detector."""
+    from modeling.model_card import render_card
+
+    model_dir = Path(model_dir)
+    require_safetensors(model_dir)
+    skipped = []
+    for path in sorted(model_dir.iterdir()):
+        if path.is_file() and path.suffix in MODEL_SUFFIXES:
+            shutil.copy2(path, staging / path.name)
+        elif path.name == "calibration" and path.is_dir():
+            shutil.copytree(path, staging / "calibration")
+        else:
+            skipped.append(path.name)
+    pickles = [name for name in skipped if Path(name).suffix in PICKLE_SUFFIXES]
+    if skipped:
+        logger.info("not exported from %s: %s%s", model_dir, ", ".join(skipped), " (pickles)" if pickles else "")
+    metrics = results = None
+    if eval_dir is not None:
+        eval_dir = Path(eval_dir)
+        metrics_path = eval_dir / METRICS_FILE
+        if not metrics_path.is_file():
+            raise ExportError(
+                f"{eval_dir} has no {METRICS_FILE}: run scripts/evaluate.py first, or leave out eval_dir"
+            )
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        shutil.copy2(metrics_path, staging / METRICS_FILE)
+        (staging / "eval").mkdir()
+        for name in EVAL_FILES:
+            if (eval_dir / name).is_file():
+                shutil.copy2(eval_dir / name, staging / "eval" / name)
+        results = (
+            (eval_dir / "results.md").read_text(encoding="utf-8") if (eval_dir / "results.md").is_file() else None
+        )
+    detector = (
+        json.loads((model_dir / "detector_config.json").read_text())
+        if (model_dir / "detector_config.json").is_file()
+        else {}
+    )
+    question = detector.get("detection", {})
+    card = render_card(
+        model_dir,
+        metrics=metrics,
+        results_table=results,
+        has_plots=(staging / "eval" / "roc.png").is_file(),
+        question=question.get("question"),
+        positive_word=question.get("positive"),
+        negative_word=question.get("negative"),
+        **(card_kwargs or {}),
+    )
+    card.save(staging / "README.md")
+    return staging
+
+
+def write_folder(staging: Path, output_dir: Path) -> Path:
+    """Move the staged export to ``output_dir``, replacing a previous export by renames."""
+    if output_dir.exists():
+        old = output_dir.with_name(f".{output_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        output_dir.rename(old)
+        staging.rename(output_dir)
+        shutil.rmtree(old)
+    else:
+        staging.rename(output_dir)
+    return output_dir
+
+
+def _api(token: str | None):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    api = HfApi(token=token)
+    try:
+        api.whoami()
+    except (LocalTokenNotFoundError, HfHubHTTPError) as err:
+        raise ExportError(
+            f"no valid Hugging Face token ({type(err).__name__}): log in with `hf auth login`, set HF_TOKEN or pass "
+            "--token; or write the folder locally with --output_dir"
+        ) from err
+    return api
+
+
+def push_folder(
+    folder: Path,
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    revision: str | None = None,
+    token: str | None = None,
+    private: bool = False,
+    exist_ok: bool = False,
+    commit_message: str = "Upload FakeScope-Kit detector",
+) -> str:
+    """Upload ``folder`` to ``repo_id`` (optionally a branch) in one commit; return the commit URL."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = _api(token)
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=exist_ok)
+    except HfHubHTTPError as err:
+        if err.response is not None and err.response.status_code == 409:
+            raise ExportError(
+                f"{repo_type} repo {repo_id} already exists; pass --exist_ok to add a commit to it"
+            ) from err
+        raise ExportError(f"cannot create {repo_type} repo {repo_id}: {err}") from err
+    if revision and revision != "main":
+        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+    try:
+        info = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            commit_message=commit_message,
+        )
+    except Exception as err:  # HTTP errors, dropped connections, and upload errors the client wraps in RuntimeError
+        raise ExportError(
+            f"upload to {repo_id} failed ({type(err).__name__}: {err}); nothing was published, the Hub applies a "
+            "commit whole or not at all: run the same command again"
+        ) from err
+    logger.info("pushed %s to %s%s: %s", folder, repo_id, f"@{revision}" if revision else "", info.commit_url)
+    return info.commit_url
+
+
+def export(
+    model_dir: str | Path,
+    *,
+    output_dir: str | Path | None = None,
+    repo_id: str | None = None,
+    eval_dir: str | Path | None = None,
+    card_kwargs: dict | None = None,
+    **push_kwargs,
+) -> str:
+    """Stage the export, then write it to ``output_dir`` and/or push it to ``repo_id``; return where it went."""
+    if output_dir is None and repo_id is None:
+        raise ExportError("nothing to do: give output_dir (a local folder), repo_id (the Hub), or both")
+    card_kwargs = {"repo_id": repo_id, **(card_kwargs or {})}
+    parent = Path(output_dir).parent if output_dir else Path(tempfile.gettempdir())
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=parent))
+    try:
+        stage(model_dir, staging, eval_dir=eval_dir, card_kwargs=card_kwargs)
+        where = []
+        if repo_id is not None:
+            where.append(push_folder(staging, repo_id, **push_kwargs))
+        if output_dir is not None:
+            where.append(str(write_folder(staging, Path(output_dir))))
+        return ", ".join(where)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

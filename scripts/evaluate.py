@@ -1,0 +1,33 @@
+#!/usr/bin/env python
+"""Evaluate a checkpoint on a FakeInstruct split: closed-ended accuracy/F1 and token-probability AUC/ECE,
+open-ended ROUGE-L and CSS, the detector's raw and calibrated scores, per task, generator and label.
+
+    python scripts/evaluate.py --config recipes/tiny-llava/evaluate/config_demo.yaml
+    python scripts/evaluate.py --model outputs/demo/sft --data outputs/demo/fakeinstruct --output_dir outputs/eval
+
+Writes metrics.json, results.md, roc.png and reliability_diagram.png to output_dir. Predictions are cached in
+output_dir/predictions.jsonl: a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from trl import TrlParser
+
+from modeling.evaluate import EvaluateArguments, evaluate
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = TrlParser((EvaluateArguments,), description=__doc__.splitlines()[0])
+    (args,) = parser.parse_args_and_config(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        evaluate(args)
+    except (OSError, ValueError) as err:
+        sys.exit(f"evaluate: {err}")
+
+
+if __name__ == "__main__":
+    main()

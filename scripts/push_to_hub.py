@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Publish a calibrated checkpoint: model, processor, calibration head, metrics and a rendered model card.
+
+    # a local folder, ready to upload (what `make demo` does)
+    python scripts/push_to_hub.py --model outputs/demo/sft --eval_dir outputs/demo/eval --output_dir outputs/demo/publish
+    # the Hub, one commit, optionally on a branch; plus the FakeInstruct dataset it was trained on
+    python scripts/push_to_hub.py --model outputs/sft --eval_dir outputs/eval --repo_id you/fakescope-llava \\
+        --revision v1 --dataset_dir outputs/fakeinstruct --dataset_repo_id you/fakeinstruct
+
+The card is MODEL_CARD.md rendered with huggingface_hub's ModelCard: metadata and a model-index built from
+metrics.json, the results tables, the training procedure from sft_config.json and the calibration report.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from trl import TrlParser
+
+from modeling.export import ExportError, export, push_folder
+
+
+@dataclass
+class PushArguments:
+    model: str = field(metadata={"help": "Calibrated checkpoint folder (scripts/sft.py + scripts/calibrate.py)."})
+    eval_dir: str | None = field(default=None, metadata={"help": "scripts/evaluate.py output (metrics.json ...)."})
+    output_dir: str | None = field(default=None, metadata={"help": "Write the publishable folder here."})
+    repo_id: str | None = field(default=None, metadata={"help": "Hub model repo to push to (user/name)."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to (created when missing)."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    exist_ok: bool = field(default=False, metadata={"help": "Add a commit to an existing repo instead of failing."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the login cache)."})
+    commit_message: str = field(default="Upload FakeScope-Kit detector", metadata={"help": "Commit message."})
+    license: str = field(default="apache-2.0", metadata={"help": "License in the card metadata."})
+    dataset_dir: str | None = field(default=None, metadata={"help": "FakeInstruct folder the model was trained on."})
+    dataset_repo_id: str | None = field(default=None, metadata={"help": "Also push dataset_dir to this dataset repo."})
+
+
+def main(argv: list[str] | None = None) -> None:
+    (args,) = TrlParser((PushArguments,), description=__doc__.splitlines()[0]).parse_args_and_config(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    hub = {"revision": args.revision, "token": args.token, "private": args.private, "exist_ok": args.exist_ok}
+    try:
+        if args.dataset_repo_id:
+            if not args.dataset_dir:
+                raise ExportError("--dataset_repo_id needs --dataset_dir (the FakeInstruct folder to push)")
+            push_folder(
+                args.dataset_dir,
+                args.dataset_repo_id,
+                repo_type="dataset",
+                commit_message="Upload FakeInstruct",
+                **hub,
+            )
+        where = export(
+            args.model,
+            output_dir=args.output_dir,
+            repo_id=args.repo_id,
+            eval_dir=args.eval_dir,
+            card_kwargs={"dataset_id": args.dataset_repo_id, "dataset_dir": args.dataset_dir, "license": args.license},
+            commit_message=args.commit_message,
+            **(hub if args.repo_id else {}),
+        )
+    except (ExportError, OSError, ValueError) as err:
+        sys.exit(f"push_to_hub: {err}")
+    logging.getLogger("push_to_hub").info("exported to %s", where)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Local export: a complete publishable folder with a model card carrying the metrics, written all or nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modeling import export as export_module
+from modeling.detector import FakeScopeDetector
+from modeling.eval_data import split_images
+from modeling.export import ExportError, export
+from modeling.safe_loading import UnsafeCheckpointError
+
+
+def front_matter(readme: Path) -> dict:
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+@pytest.fixture
+def checkpoint(calibrated, tmp_path) -> Path:
+    """A copy of the calibrated model with a pickle that training leaves behind."""
+    model = tmp_path / "model"
+    shutil.copytree(calibrated[0], model)
+    (model / "training_args.bin").write_bytes(b"\x80\x04pickle")
+    return model
+
+
+def test_export_folder_has_everything_and_a_card_with_the_metrics(checkpoint, evaluated, sample_data, tmp_path):
+    args, metrics = evaluated
+    out = tmp_path / "publish"
+    export(checkpoint, output_dir=out, eval_dir=args.output_dir, card_kwargs={"dataset_dir": str(sample_data)})
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    for required in (
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "processor_config.json",
+        "chat_template.jinja",
+        "detector_config.json",
+        "calibration/config.json",
+        "calibration/model.safetensors",
+        "metrics.json",
+        "eval/results.md",
+        "eval/roc.png",
+    ):
+        assert required in names, required
+    assert "training_args.bin" not in names
+    meta = front_matter(out / "README.md")
+    assert meta["pipeline_tag"] == "image-text-to-text" and meta["license"] == "apache-2.0"
+    assert meta["library_name"] == "transformers"
+    results = meta["model-index"][0]["results"]
+    detection = next(r for r in results if r["task"]["type"] == "image-classification")
+    auc = next(m["value"] for m in detection["metrics"] if m["type"] == "roc_auc")
+    assert auc == round(metrics["detector"]["calibrated"]["auc"], 4)
+    assert detection["dataset"]["split"] == "test"
+    card = (out / "README.md").read_text()
+    assert "| calibrated |" in card and "platt scaling head" in card
+    assert "instruction pairs expanded from FakeChain records" in card  # training data from stats.json
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(
+        Path(args.output_dir, "metrics.json").read_text()
+    )
+
+
+def test_detector_from_the_export_gives_identical_scores(checkpoint, evaluated, sample_data, tmp_path):
+    args, _ = evaluated
+    out = tmp_path / "publish"
+    export(checkpoint, output_dir=out, eval_dir=args.output_dir)
+    images = [item.path for item in split_images(sample_data, "test")[:4]]
+    before = FakeScopeDetector.from_pretrained(checkpoint)(images, explain=False)
+    after = FakeScopeDetector.from_pretrained(out)(images, explain=False)
+    assert [r["p_fake"] for r in after] == [r["p_fake"] for r in before]
+    assert [r["p_fake_raw"] for r in after] == [r["p_fake_raw"] for r in before]
+
+
+def test_plain_transformers_loads_the_export_without_remote_code(checkpoint, tmp_path):
+    out = tmp_path / "publish"
+    export(checkpoint, output_dir=out)
+    code = (
+        "import sys; from transformers import AutoModelForImageTextToText, AutoProcessor; "
+        "m = AutoModelForImageTextToText.from_pretrained(sys.argv[1], trust_remote_code=False); "
+        "p = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=False); "
+        "print(type(m).__name__, type(p).__name__, p.chat_template is not None)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["LlavaForConditionalGeneration", "LlavaProcessor", "True"]
+
+
+def test_an_interrupted_export_leaves_the_previous_folder(checkpoint, tmp_path, monkeypatch):
+    out = tmp_path / "publish"
+    export(checkpoint, output_dir=out)
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    original_copy = shutil.copy2
+    copied = []
+
+    def copy_then_die(src, dst, *a, **k):
+        copied.append(src)
+        if len(copied) == 5:
+            raise KeyboardInterrupt  # killed half-way through staging
+        return original_copy(src, dst, *a, **k)
+
+    monkeypatch.setattr(export_module.shutil, "copy2", copy_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        export(checkpoint, output_dir=out)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
+def test_refusals(tmp_path):
+    with pytest.raises(ExportError, match="nothing to do"):
+        export(tmp_path)
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(UnsafeCheckpointError):
+        export(tmp_path, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_push_to_hub_script_help():
+    result = subprocess.run(
+        [sys.executable, "scripts/push_to_hub.py", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "--repo_id" in result.stdout and "--output_dir" in result.stdout
