@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -135,21 +133,11 @@ class CalibrationHead(
 
     def save_to_checkpoint(self, checkpoint: str | Path) -> Path:
         """Write the head to ``checkpoint/calibration`` atomically: the old head or the new one, never half."""
+        from fakeinstruct.atomic import atomic_dir
+
         target = Path(checkpoint) / SUBFOLDER
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{SUBFOLDER}-", dir=target.parent))
-        try:
+        with atomic_dir(target) as staging:
             self.save_pretrained(staging, config={"method": self.method, "fit_info": self.fit_info})
-            if target.exists():
-                old = target.with_name(f".{SUBFOLDER}-old")
-                shutil.rmtree(old, ignore_errors=True)
-                target.rename(old)
-                staging.rename(target)
-                shutil.rmtree(old)
-            else:
-                staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return target
 
     @classmethod

@@ -2,18 +2,20 @@
 written locally (atomically) or pushed to the Hub in one commit.
 
 Nothing is half-published: the folder is staged completely first; locally it replaces the previous export by
-renames (the old folder or the new one, never a mix); on the Hub it goes up as a single commit, which the Hub
-applies whole or not at all.
+renames (:func:`fakeinstruct.atomic.atomic_dir`: the old folder or the new one, never a mix); on the Hub it goes
+up as a single commit, which the Hub applies whole or not at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import tempfile
 from pathlib import Path
 
+from fakeinstruct.atomic import atomic_dir
 from modeling.safe_loading import PICKLE_SUFFIXES, require_safetensors
 
 logger = logging.getLogger(__name__)
@@ -86,19 +88,6 @@ def stage(
     return staging
 
 
-def write_folder(staging: Path, output_dir: Path) -> Path:
-    """Move the staged export to ``output_dir``, replacing a previous export by renames."""
-    if output_dir.exists():
-        old = output_dir.with_name(f".{output_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        output_dir.rename(old)
-        staging.rename(output_dir)
-        shutil.rmtree(old)
-    else:
-        staging.rename(output_dir)
-    return output_dir
-
-
 def _api(token: str | None):
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
@@ -169,16 +158,15 @@ def export(
     if output_dir is None and repo_id is None:
         raise ExportError("nothing to do: give output_dir (a local folder), repo_id (the Hub), or both")
     card_kwargs = {"repo_id": repo_id, **(card_kwargs or {})}
-    parent = Path(output_dir).parent if output_dir else Path(tempfile.gettempdir())
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=parent))
-    try:
+    where = []
+    with contextlib.ExitStack() as stack:
+        if output_dir is not None:
+            staging = stack.enter_context(atomic_dir(output_dir))  # replaces output_dir when the block succeeds
+        else:
+            staging = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fakescope-export-")))
         stage(model_dir, staging, eval_dir=eval_dir, card_kwargs=card_kwargs)
-        where = []
         if repo_id is not None:
             where.append(push_folder(staging, repo_id, **push_kwargs))
-        if output_dir is not None:
-            where.append(str(write_folder(staging, Path(output_dir))))
-        return ", ".join(where)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if output_dir is not None:
+        where.append(str(output_dir))
+    return ", ".join(where)

@@ -20,6 +20,7 @@ DETECTOR_METRICS = (
     ("ece", "ece", "Expected calibration error (15 bins)"),
     ("brier", "brier_score", "Brier score"),
 )
+EXPLANATION_METRICS = (("rouge_l", "rougeL", "ROUGE-L"), ("css", "css", "CSS (all-MiniLM-L6-v2)"))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -27,38 +28,31 @@ def _read_json(path: Path) -> dict | None:
 
 
 def eval_results(metrics: dict, dataset_id: str, model_name: str) -> list:
-    """Model-index entries: the detector's image-level metrics, closed-ended accuracy, open-ended ROUGE-L/CSS."""
+    """Model-index entries: the detector's image-level metrics, open-ended ROUGE-L/CSS of explanations."""
     from huggingface_hub import EvalResult
 
     split = metrics["split"]
-    detector = metrics["detector"].get("calibrated") or metrics["detector"]["raw"]
     common = {"dataset_type": dataset_id, "dataset_name": f"FakeInstruct ({split} split)", "dataset_split": split}
-    results = [
-        EvalResult(
-            task_type="image-classification",
-            task_name="AI-generated image detection",
-            metric_type=metric_type,
-            metric_name=name,
-            metric_value=round(float(detector[key]), 4),
-            **common,
-        )
-        for key, metric_type, name in DETECTOR_METRICS
-        if detector.get(key) is not None
-    ]
+
+    def entries(task_type: str, task_name: str, values: dict, names) -> list:
+        return [
+            EvalResult(
+                task_type=task_type,
+                task_name=task_name,
+                metric_type=metric_type,
+                metric_name=name,
+                metric_value=round(float(values[key]), 4),
+                **common,
+            )
+            for key, metric_type, name in names
+            if values.get(key) is not None
+        ]
+
+    detector = metrics["detector"].get("calibrated") or metrics["detector"]["raw"]
+    results = entries("image-classification", "AI-generated image detection", detector, DETECTOR_METRICS)
     explanation = (metrics["by_task"].get("explanation") or {}).get("open")
     if explanation:
-        for key, metric_type, name in (("rouge_l", "rougeL", "ROUGE-L"), ("css", "css", "CSS (all-MiniLM-L6-v2)")):
-            if explanation.get(key) is not None:
-                results.append(
-                    EvalResult(
-                        task_type="image-text-to-text",
-                        task_name="Authenticity explanation",
-                        metric_type=metric_type,
-                        metric_name=name,
-                        metric_value=round(float(explanation[key]), 4),
-                        **common,
-                    )
-                )
+        results += entries("image-text-to-text", "Authenticity explanation", explanation, EXPLANATION_METRICS)
     return results
 
 

@@ -128,3 +128,21 @@ def test_push_to_hub_script_help():
         [sys.executable, "scripts/push_to_hub.py", "--help"], capture_output=True, text=True, check=True
     )
     assert "--repo_id" in result.stdout and "--output_dir" in result.stdout
+
+
+def test_atomic_dir_repairs_a_crash_between_its_two_renames(tmp_path):
+    from fakeinstruct.atomic import atomic_dir
+
+    target = tmp_path / "export"
+    with atomic_dir(target) as staging:
+        (staging / "v").write_text("1")
+    target.rename(tmp_path / ".export.old")  # killed after parking the old folder, before the new one moved in
+    with pytest.raises(RuntimeError), atomic_dir(target) as staging:
+        assert (target / "v").read_text() == "1"  # the parked folder is back before anything else happens
+        (staging / "v").write_text("2")
+        raise RuntimeError("failed while staging")
+    assert (target / "v").read_text() == "1"
+    with atomic_dir(target) as staging:
+        (staging / "v").write_text("2")
+    assert (target / "v").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
