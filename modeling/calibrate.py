@@ -28,8 +28,9 @@ class CalibrateArguments:
             Split the head is fitted on. Never the test split: the report would then flatter the head.
         test_split (`str`, *optional*, defaults to `"test"`):
             Split on which ECE and the other metrics are reported before and after calibration.
-        method (`str`, *optional*, defaults to `"platt"`):
-            ``temperature`` (one parameter) or ``platt`` (slope and bias).
+        method (`str`, *optional*, defaults to `"temperature"`):
+            ``temperature`` (one parameter; the safe choice for a few hundred calibration images or fewer) or
+            ``platt`` (slope and bias; also corrects a bias towards one answer, needs more data).
         batch_size (`int`, *optional*, defaults to `16`):
             Images per forward pass.
         output_dir (`str`, *optional*):
@@ -46,7 +47,7 @@ class CalibrateArguments:
     data: str = field(metadata={"help": "FakeInstruct folder with the calibration and test splits."})
     calibration_split: str = field(default="validation", metadata={"help": "Split the head is fitted on."})
     test_split: str = field(default="test", metadata={"help": "Split the before/after metrics are reported on."})
-    method: str = field(default="platt", metadata={"help": f"One of {', '.join(METHODS)}."})
+    method: str = field(default="temperature", metadata={"help": f"One of {', '.join(METHODS)}."})
     batch_size: int = field(default=16, metadata={"help": "Images per forward pass."})
     output_dir: str | None = field(default=None, metadata={"help": "Report folder (default: the model folder)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache raw scores here to resume."})

@@ -86,19 +86,34 @@ def calibrate_and_evaluate(out: Path) -> None:
         "evaluate.py",
         ["--config", EVALUATE_RECIPE, "--model", str(model), "--data", str(data), "--output_dir", str(evaluation)],
     )
+
+
+def summarise(out: Path) -> None:
+    """The numbers the demo exists to show, whatever they are: the tiny model is not expected to detect."""
+    model = out / "sft"
     report = json.loads((model / "calibration_report.json").read_text())
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
     before, after = report["before"], report["after"]
+    logger.info("== summary (%s split, %d images)", report["test_split"], before["n"])
+    logger.info("  AUC of the token-probability score: %s", "n/a" if before["auc"] is None else f"{before['auc']:.4f}")
     logger.info(
-        "test split, %d images: AUC %s; ECE %.4f before calibration, %.4f after (%s scaling fitted on %d images)",
-        before["n"],
-        "n/a" if before["auc"] is None else f"{before['auc']:.4f}",
+        "  ECE %.4f before calibration, %.4f after (%s scaling fitted on %d %s images)",
         before["ece"],
         after["ece"],
         report["method"],
         report["calibration_split"]["n"],
+        report["calibration_split"]["name"],
     )
-    logger.info("  reliability diagram: %s", model / "reliability_diagram.png")
-    logger.info("  evaluation tables:   %s", evaluation / "results.md")
+    detection = metrics["by_task"]["detection"]["closed"]
+    logger.info(
+        "  closed-ended detection questions: accuracy %.3f from generated answers (%d of %d unparsed)",
+        detection["accuracy"],
+        detection["unparsed"],
+        detection["n"],
+    )
+    logger.info("  reliability diagram:  %s", model / "reliability_diagram.png")
+    logger.info("  evaluation tables:    %s", out / "eval" / "results.md")
+    logger.info("  publishable folder:   %s (model card: README.md)", out / "publish")
 
 
 def publish_and_detect(out: Path, data: Path) -> None:
@@ -118,7 +133,6 @@ def publish_and_detect(out: Path, data: Path) -> None:
             str(publish),
         ],
     )
-    logger.info("  model card: %s", publish / "README.md")
     images = [SAMPLE / "images" / name for name in DETECT_IMAGES]
     argv = ["detect", *map(str, images), "--model", str(publish), "--explain"]
     logger.info("== detect with the published folder: fakescope %s", " ".join(argv))
@@ -127,6 +141,7 @@ def publish_and_detect(out: Path, data: Path) -> None:
     code = fakescope(argv)
     if code != 0:
         sys.exit(f"demo: stage 'detect' failed with exit code {code}")
+    summarise(out)
 
 
 def train(out: Path, data: Path, max_steps: int | None) -> None:
