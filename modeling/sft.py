@@ -12,7 +12,9 @@
    ``lora_modules_to_save`` and saved with the adapter);
 5. trains with assistant-only loss when the recipe asks for it (the FakeInstruct recipes do: prompt and image
    tokens are labelled -100), resuming from a checkpoint when asked (:func:`resumable_trainer_class` works
-   around transformers restoring no weights for LLaVA), and evaluates at the end with ``do_eval``;
+   around transformers restoring no weights for LLaVA; ``last``/``auto`` take the newest *complete* checkpoint),
+   and evaluates at the end with ``do_eval``; SIGTERM or SIGINT stops it after the current optimizer step with a
+   complete checkpoint (:mod:`modeling.preemption`);
 6. saves the model (or the adapter) and the processor, chat template included, as safetensors, plus the
    resolved recipe as ``sft_config.json``; metrics go to ``train_results.json`` (with the world size).
 """
@@ -30,6 +32,7 @@ logger = logging.get_logger(__name__)
 
 TINY_MODEL = "tiny"
 RESUME_LATEST = ("last", "latest", "true")
+RESUME_AUTO = "auto"
 CONFIG_NAME = "sft_config.json"
 # Pickles that transformers' Trainer writes next to the final weights; the final folder keeps safetensors only.
 PICKLED_ARTIFACTS = ("training_args.bin",)
@@ -177,18 +180,31 @@ def peft_config(model_args):
 
 
 def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
-    """``resume_from_checkpoint``: a checkpoint folder, or ``last`` for the newest ``checkpoint-*`` in output_dir."""
+    """``resume_from_checkpoint``: a checkpoint folder; ``last`` for the newest complete ``checkpoint-*`` in
+    output_dir; ``auto`` for the same, or a fresh start when there is none (one command for a job and its requeues).
+
+    Complete means marked by :mod:`modeling.preemption` once every process had written it: newer folders without a
+    valid marker (a kill in the middle of a save) are skipped with a warning. A folder named explicitly is used even
+    without a marker (checkpoints written before markers existed), but not when its marker contradicts its files.
+    """
+    from modeling.preemption import COMPLETE_MARKER, incomplete_reason, last_complete_checkpoint
+
     if value is None or value.lower() in ("", "false", "none"):
         return None
-    if value.lower() in RESUME_LATEST:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        if last is None:
+    if value.lower() in (*RESUME_LATEST, RESUME_AUTO):
+        last = last_complete_checkpoint(output_dir)
+        if last is None and value.lower() != RESUME_AUTO:
             raise ValueError(f"resume_from_checkpoint={value!r} but {output_dir} holds no checkpoint-* folder")
+        if last is None:
+            logger.info("resume_from_checkpoint=auto: no checkpoint in %s, starting from scratch", output_dir)
         return last
     if not os.path.isdir(value):
         raise ValueError(f"resume_from_checkpoint: {value} is not a folder")
+    reason = incomplete_reason(value)
+    if reason is not None and Path(value, COMPLETE_MARKER).exists():
+        raise ValueError(f"resume_from_checkpoint: {value} is incomplete ({reason})")
+    if reason is not None:
+        logger.warning("resume_from_checkpoint: %s has no %s; it may be incomplete", value, COMPLETE_MARKER)
     return value
 
 
@@ -239,12 +255,15 @@ def resumable_trainer_class():
     transformers' ``Trainer._load_from_checkpoint`` (5.23) loads ``model.safetensors`` with a plain
     ``load_state_dict(strict=False)``; the file holds the original key layout, so no key matches and training
     silently goes on from the initial weights with the checkpoint's optimizer state (huggingface/transformers#43701).
-    DeepSpeed (its own checkpoint format), FSDP and PEFT adapters keep transformers' own loading.
+    DeepSpeed (its own checkpoint format), FSDP and PEFT adapters keep transformers' own loading. Checkpoints are
+    marked complete once written (:class:`modeling.preemption.CompleteCheckpointsMixin`).
     """
     from accelerate.utils import is_peft_model
     from trl import SFTTrainer
 
-    class ResumableSFTTrainer(SFTTrainer):
+    from modeling.preemption import CompleteCheckpointsMixin
+
+    class ResumableSFTTrainer(CompleteCheckpointsMixin, SFTTrainer):
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             target = self.model if model is None else model
             files = checkpoint_weight_files(resume_from_checkpoint)
@@ -312,8 +331,16 @@ def save(trainer, script_args, training_args, model_args) -> None:
 
 
 def run_sft(script_args, training_args, model_args):
-    """Train and save; return the trainer (its model is the trained one)."""
+    """Train and save; return the trainer (its model is the trained one).
+
+    On SIGTERM or SIGINT during training, stop after the current optimizer step with a complete checkpoint and raise
+    :class:`modeling.preemption.TrainingPreempted` (no final evaluation or save).
+    """
+    from modeling.preemption import PreemptionCallback, TrainingPreempted
+
     trainer = build_trainer(script_args, training_args, model_args)
+    preemption = PreemptionCallback()
+    trainer.add_callback(preemption)
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
@@ -322,7 +349,18 @@ def run_sft(script_args, training_args, model_args):
     logger.info(
         "training on %d process(es): %s%s", accelerator.num_processes, accelerator.distributed_type.value, zero
     )
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    except BaseException:
+        preemption.signals.restore()  # on_train_end does it, but is not reached when training raises
+        raise
+    if preemption.stopped_at is not None:
+        folder = Path(training_args.output_dir, f"checkpoint-{preemption.stopped_at}")
+        raise TrainingPreempted(
+            preemption.signal_name, preemption.stopped_at, str(folder), trainer, signals=preemption.signals
+        )
+    if preemption.signals.received is not None:  # after the last step: the final save is the best use of the grace
+        logger.warning("a stop signal arrived after the last training step: finishing the final evaluation and save")
     metrics = dict(result.metrics, train_samples=len(trainer.train_dataset), world_size=training_args.world_size)
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)

@@ -1,5 +1,7 @@
-"""Every SFT recipe (recipes/*/sft/*.yaml) runs for 2 steps through scripts/sft.py on the tiny LLaVA on CPU, with its
-own options: LoRA settings, activation checkpointing, chat template, learning rate, schedule, evaluation.
+"""The recipes: every SFT recipe parses with the script's parser and follows its brief, the accelerate configs and
+the SLURM launcher are valid, and (slow) every SFT recipe (recipes/*/sft/*.yaml) runs for 2 steps through
+scripts/sft.py on the tiny LLaVA on CPU, with its own options: LoRA settings, activation checkpointing, chat template,
+learning rate, schedule, evaluation.
 
 Only what a CPU run and the test's inputs require is overridden (:func:`overrides`): the model (the tiny one, built
 once), the data (a 20-record FakeInstruct folder), the output folder, precision (float32, no bf16) and attention
@@ -7,20 +9,28 @@ once), the data (a 20-record FakeInstruct folder), the output folder, precision 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import run_logged as run
+from trl import ModelConfig, SFTConfig
+
+from modeling.sft import ScriptArguments
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
 SCRIPT = REPO / "scripts" / "sft.py"
 RECIPES = REPO / "recipes"
 SFT_RECIPES = sorted(RECIPES.glob("*/sft/*.yaml"))
+ACCELERATE_CONFIGS = sorted((RECIPES / "accelerate_configs").glob("*.yaml"))
+LANGUAGE_MODEL_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 STEPS = 2
 # Recipe keys that the test replaces (see overrides) and so does not expect in sft_config.json as written.
 REPLACED = {
@@ -38,6 +48,14 @@ REPLACED = {
 }
 # Values that the config classes normalise on parsing: recipe value -> what sft_config.json holds.
 NORMALISED = {"report_to": {"none": []}}
+
+
+def load_script():
+    """scripts/sft.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("sft_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def overrides(recipe: dict, tiny_model: Path, data: Path, out: Path) -> list[str]:
@@ -62,6 +80,164 @@ def test_every_recipe_is_collected():
         "llava-1.5-7b/sft/config_full.yaml",
         "llava-1.5-7b/sft/config_lora.yaml",
     }
+
+
+# ---- recipes, parsed ------------------------------------------------------------------------------------------------
+
+
+def test_recipes_exist():
+    names = {str(p.relative_to(RECIPES)) for p in SFT_RECIPES}
+    assert {
+        "tiny-llava/sft/config_demo.yaml",
+        "llava-1.5-7b/sft/config_full.yaml",
+        "llava-1.5-7b/sft/config_lora.yaml",
+    } <= names
+    assert {p.stem for p in ACCELERATE_CONFIGS} == {"ddp", "zero2", "zero3", "fsdp"}
+
+
+@pytest.mark.parametrize("recipe", SFT_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))
+def test_recipe_parses_with_the_script_parser(recipe):
+    """Every key is a field of ScriptArguments, SFTConfig or ModelConfig, and the values build the dataclasses.
+
+    GPU recipes ask for bf16, which SFTConfig refuses on a machine without a GPU unless use_cpu is set."""
+    from dataclasses import fields
+
+    keys = set(yaml.safe_load(recipe.read_text()))
+    known = {f.name for cls in (ScriptArguments, SFTConfig, ModelConfig) for f in fields(cls)}
+    assert keys <= known, f"unknown keys: {sorted(keys - known)}"
+    script_args, training_args, model_args = (
+        load_script().make_parser().parse_args_and_config(["--config", str(recipe), "--use_cpu", "true"])
+    )
+    assert script_args.dataset_name and model_args.model_name_or_path
+    assert training_args.assistant_only_loss
+    assert training_args.max_length is None  # no truncation into the image tokens
+    assert model_args.attn_implementation == "sdpa"
+    if training_args.chat_template_path:
+        assert (REPO / training_args.chat_template_path).is_file()
+
+
+def test_llava_recipes_follow_the_brief():
+    parse = load_script().make_parser().parse_args_and_config
+    _, full, full_model = parse(["--config", str(RECIPES / "llava-1.5-7b/sft/config_full.yaml"), "--use_cpu", "true"])
+    assert full_model.model_name_or_path == "llava-hf/llava-1.5-7b-hf" and full_model.dtype == "bfloat16"
+    assert (full.learning_rate, full.num_train_epochs, full.bf16, full.gradient_checkpointing) == (2e-5, 2, True, True)
+    assert full.per_device_train_batch_size * full.gradient_accumulation_steps * 8 == 32  # on 8 GPUs
+    assert full.gradient_accumulation_steps > 1
+    _, lora, lora_model = parse(["--config", str(RECIPES / "llava-1.5-7b/sft/config_lora.yaml"), "--use_cpu", "true"])
+    assert lora_model.use_peft and lora_model.lora_modules_to_save == ["multi_modal_projector"]
+    assert lora_model.lora_target_modules == LANGUAGE_MODEL_LORA
+    assert lora.per_device_train_batch_size * lora.gradient_accumulation_steps * 8 == 32
+
+
+@pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.stem)
+def test_accelerate_config_is_valid(config):
+    """accelerate reads the file, and every nested option is one that `accelerate launch` knows."""
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.commands.launch import launch_command_parser
+
+    cluster = ClusterConfig.from_yaml_file(config)
+    options = {action.dest for action in launch_command_parser()._actions}
+    nested = {**cluster.deepspeed_config, **cluster.fsdp_config}
+    unknown = [key for key in nested if key not in options]
+    assert not unknown, unknown
+    assert cluster.num_processes == 8 and not cluster.use_cpu
+
+
+def test_launch_slurm_builds_one_launcher_per_node(tmp_path):
+    """Dry run with stand-ins for scontrol and srun: 2 nodes x 8 GPUs, accumulation from the recipe or override."""
+    script = RECIPES / "launch.slurm"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text("#!/bin/bash\nprintf 'node-a\\nnode-b\\n'\n")
+    (bin_dir / "srun").write_text('#!/bin/bash\nprintf "%s\\n" "$@"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_NNODES="2", SLURM_JOB_NODELIST="node-[a-b]")
+    env["VENV"] = sys.prefix
+    recipe = "recipes/llava-1.5-7b/sft/config_full.yaml"
+
+    def launch(*extra: str) -> str:
+        result = subprocess.run(
+            ["bash", str(script), recipe, *extra], cwd=REPO, env=env, capture_output=True, text=True, check=True
+        )
+        return result.stdout.splitlines()[-1]  # the command srun would run on every node
+
+    command = launch()
+    assert "--config_file recipes/accelerate_configs/zero3.yaml" in " ".join(command.split())
+    assert "--num_processes 16" in " ".join(command.split()) and "--main_process_ip node-a" in command
+    assert "--gradient_accumulation_steps 2" in " ".join(command.split())  # read from the recipe
+    assert command.endswith(
+        f"--machine_rank $SLURM_PROCID scripts/sft.py --config {recipe} --resume_from_checkpoint auto"
+    )
+    assert "TORCH_ELASTIC_SHUTDOWN_TIMEOUT" in script.read_text() and "#SBATCH --signal=TERM@" in script.read_text()
+    command = " ".join(launch("--gradient_accumulation_steps", "1", "--output_dir", "/ckpt/a b").split())
+    assert "launch --config_file" in command and "--gradient_accumulation_steps 1 --num_machines 2" in command
+    assert command.endswith("--gradient_accumulation_steps 1 --output_dir /ckpt/a\\ b")
+
+
+@pytest.mark.slow
+def test_fsdp_config_on_cpu_is_refused_not_run_as_separate_processes(tiny_model, fakeinstruct_dir, tmp_path):
+    """accelerate selects FSDP only for GPU-class devices: on CPU each process would train alone."""
+    command = [
+        str(Path(sys.prefix) / "bin" / "accelerate"),
+        "launch",
+        "--config_file",
+        str(RECIPES / "accelerate_configs" / "fsdp.yaml"),
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "no",
+        "scripts/sft.py",
+        "--config",
+        "recipes/tiny-llava/sft/config_demo.yaml",
+        "--model_name_or_path",
+        str(tiny_model),
+        "--dataset_name",
+        str(fakeinstruct_dir),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--use_cpu",
+        "false",
+        "--max_steps",
+        "1",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "launched as 2 processes but the Trainer sees a world of 1" in result.stdout + result.stderr
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_llava_chat_template_trains_answers_and_their_eos(tiny_model):
+    """The LLaVA-1.5 training template: the assistant mask covers each answer and its </s>, nothing else."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_model)
+    template = (RECIPES / "llava-1.5-7b" / "chat_template.jinja").read_text()
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Real or fake?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Fake. Edges."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Why?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Texture."}]},
+    ]
+    text = processor.apply_chat_template(messages, chat_template=template)
+    assert text == "<s>USER: <image>\nReal or fake? ASSISTANT: Fake. Edges.</s>USER: Why? ASSISTANT: Texture.</s>"
+    prompt = processor.apply_chat_template(messages[:1], chat_template=template, add_generation_prompt=True)
+    assert text.startswith(prompt) and prompt.endswith("ASSISTANT:")
+    out = processor.tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    runs, run = [], []
+    for token, masked in zip(out["input_ids"], out["assistant_masks"], strict=True):
+        if masked:
+            run.append(token)
+        elif run:
+            runs, run = [*runs, run], []
+    runs += [run] if run else []
+    assert [processor.tokenizer.decode(r).strip() for r in runs] == ["Fake. Edges.</s>", "Texture.</s>"]
+
+
+# ---- recipes, run ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
-"""scripts/sft.py and the recipes: the recipes parse, a CPU run on the tiny LLaVA trains on assistant tokens only,
-saves safetensors that reload to the same model in a fresh process, resumes exactly, and LoRA saves the adapter
-with the projector. Multi-process DDP and DeepSpeed ZeRO-2/3 runs are marked slow (`make slow_test`).
+"""scripts/sft.py: a CPU run on the tiny LLaVA trains on assistant tokens only, saves safetensors that reload to the
+same model in a fresh process (same eval loss, same logits as the model in memory), resumes exactly, and LoRA saves
+the adapter with the projector. Multi-process DDP and DeepSpeed ZeRO-2/3 runs are marked slow (`make slow_test`).
+The recipes' own checks are in test_recipes_run; interrupted and resumed runs in test_preemption and
+test_resume_training.
 
 The tiny model and a 20-record FakeInstruct folder (detection pairs only) are built once per module."""
 
@@ -8,14 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from conftest import assert_assistant_only_labels
 from conftest import run_logged as run
 from trl import ModelConfig, SFTConfig
@@ -24,19 +23,15 @@ from modeling.sft import (
     ScriptArguments,
     build_trainer,
     peft_config,
-    resolve_checkpoint,
     resolve_model_path,
 )
 from modeling.sft_data import load_sft_datasets
 from modeling.tiny import ANSWER_WORDS, IMAGE_SIZE, PATCH_SIZE, chat_template
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
 SCRIPT = REPO / "scripts" / "sft.py"
 RECIPES = REPO / "recipes"
 DEMO_RECIPE = RECIPES / "tiny-llava" / "sft" / "config_demo.yaml"
-ACCELERATE_CONFIGS = sorted((RECIPES / "accelerate_configs").glob("*.yaml"))
-SFT_RECIPES = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name == "sft")
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 LANGUAGE_MODEL_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -72,8 +67,52 @@ def sft_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def run_sft(args: list[str], log: Path, launcher: list[str] | None = None) -> str:
-    return run([*(launcher or [sys.executable]), str(SCRIPT), *args], log)
+# scripts/sft.py with one more callback: at the end of training, every process runs the model it holds in memory on
+# the first eval rows (ZeRO-3 gathers the weights collectively), and the main one writes inputs and logits to argv[1].
+PROBE = """
+import runpy, sys
+import torch
+from safetensors.torch import save_file
+from transformers import TrainerCallback
+import modeling.sft as sft
+
+path, sys.argv = sys.argv[1], [sys.argv[2], *sys.argv[3:]]
+build = sft.build_trainer
+
+def build_with_probe(*args):
+    trainer = build(*args)
+
+    class Probe(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(4)])
+            inputs = {k: batch[k].to(args.device) for k in ("input_ids", "attention_mask", "pixel_values")}
+            model, training = trainer.model, trainer.model.training
+            with torch.no_grad():
+                logits = model.eval()(**inputs).logits
+            model.train(training)
+            if state.is_world_process_zero:
+                save_file({"logits": logits, **inputs}, path)
+
+    trainer.add_callback(Probe())
+    return trainer
+
+sft.build_trainer = build_with_probe
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def logits_file(out: Path) -> Path:
+    return out.with_name(f"{out.name}.logits.safetensors")
+
+
+def run_sft(args: list[str], log: Path, launcher: list[str] | None = None, probe: bool = False) -> str:
+    """scripts/sft.py; with ``probe``, also the logits of the trained model in memory (:func:`logits_file`)."""
+    if not probe:
+        return run([*(launcher or [sys.executable]), str(SCRIPT), *args], log)
+    out = Path(args[args.index("--output_dir") + 1])
+    wrapper = out.with_name(f"{out.name}_with_probe.py")
+    wrapper.write_text(PROBE, encoding="utf-8")
+    return run([*(launcher or [sys.executable]), str(wrapper), str(logits_file(out)), str(SCRIPT), *args], log)
 
 
 def losses(out: Path) -> dict[int, float]:
@@ -93,38 +132,49 @@ def assert_loss_falls(out: Path, steps: int = STEPS) -> None:
 # The reload check runs in a fresh process: it loads the saved checkpoint with from_pretrained and evaluates it
 # with TRL's own loop on the eval rows the script used. The script's eval_loss came from the trained model in
 # memory, so equal losses mean the saved weights are the trained ones; the base model must score differently.
+# It also runs both on the batch the training process probed (PROBE), for the raw logits.
 RELOAD = """
 import json, sys
+import torch
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import SFTConfig, SFTTrainer
 from modeling.sft_data import load_sft_datasets
 
-checkpoint, base, data, out, rows, batch = sys.argv[1:7]
+checkpoint, base, data, out, rows, batch, probe = sys.argv[1:8]
 _, rows = load_sft_datasets(data, test_split="validation", max_eval_samples=int(rows), seed=42)
 args = SFTConfig(output_dir=out, use_cpu=True, bf16=False, max_length=None, assistant_only_loss=True,
                  per_device_eval_batch_size=int(batch), report_to="none")
-result = {}
+inputs = {k: v for k, v in load_file(probe).items() if k != "logits"}
+result, logits = {}, {}
 for name, path in (("checkpoint", checkpoint), ("base", base)):
     model, info = AutoModelForImageTextToText.from_pretrained(path, output_loading_info=True)
+    with torch.no_grad():
+        logits[name] = model.eval()(**inputs).logits
     trainer = SFTTrainer(model=model.eval(), args=args, train_dataset=rows, eval_dataset=rows,
                          processing_class=AutoProcessor.from_pretrained(path))
     result[name] = {"eval_loss": trainer.evaluate()["eval_loss"], "type": type(model).__name__,
                     "missing": sorted(info["missing_keys"]), "unexpected": sorted(info["unexpected_keys"])}
+save_file(logits, f"{out}/reloaded-logits.safetensors")
 print("RELOAD " + json.dumps(result))
 """
 
 
 def assert_reloads_to_trained_model(out: Path, base: Path, data: Path, tmp: Path, eval_batch: int = EVAL_ROWS):
-    output = run(
-        [sys.executable, "-c", RELOAD, str(out), str(base), str(data), str(tmp), str(EVAL_ROWS), str(eval_batch)],
-        tmp / "reload.log",
-    )
+    """``out`` must come from ``run_sft(..., probe=True)``."""
+    from safetensors.torch import load_file
+
+    args = [str(out), str(base), str(data), str(tmp), str(EVAL_ROWS), str(eval_batch), str(logits_file(out))]
+    output = run([sys.executable, "-c", RELOAD, *args], tmp / "reload.log")
     result = json.loads(next(line for line in output.splitlines() if line.startswith("RELOAD "))[7:])
     trained = json.loads((out / "eval_results.json").read_text())["eval_loss"]
     assert result["checkpoint"]["type"] == "LlavaForConditionalGeneration"
     assert result["checkpoint"]["missing"] == result["checkpoint"]["unexpected"] == []
     assert result["checkpoint"]["eval_loss"] == pytest.approx(trained, rel=1e-5)
     assert abs(result["base"]["eval_loss"] - trained) > 0.1  # the comparison can tell trained from untrained
+    in_memory, reloaded = load_file(logits_file(out))["logits"], load_file(tmp / "reloaded-logits.safetensors")
+    torch.testing.assert_close(reloaded["checkpoint"], in_memory, atol=1e-5, rtol=1e-5)
+    assert (reloaded["base"] - in_memory).abs().max() > 1e-2
 
 
 def assert_saved_safetensors_only(out: Path) -> None:
@@ -139,127 +189,7 @@ def trained(tiny_model, fakeinstruct_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("sft") / "run"
     log = out.parent / "sft.log"
     args = sft_args(tiny_model, fakeinstruct_dir, out, "--save_strategy", "steps", "--save_steps", str(SAVE_STEPS))
-    return out, run_sft(args, log)
-
-
-# ---- recipes ------------------------------------------------------------------------------------------------
-
-
-def test_recipes_exist():
-    names = {str(p.relative_to(RECIPES)) for p in SFT_RECIPES}
-    assert {
-        "tiny-llava/sft/config_demo.yaml",
-        "llava-1.5-7b/sft/config_full.yaml",
-        "llava-1.5-7b/sft/config_lora.yaml",
-    } <= names
-    assert {p.stem for p in ACCELERATE_CONFIGS} == {"ddp", "zero2", "zero3", "fsdp"}
-
-
-@pytest.mark.parametrize("recipe", SFT_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))
-def test_recipe_parses_with_the_script_parser(recipe):
-    """Every key is a field of ScriptArguments, SFTConfig or ModelConfig, and the values build the dataclasses.
-
-    GPU recipes ask for bf16, which SFTConfig refuses on a machine without a GPU unless use_cpu is set."""
-    from dataclasses import fields
-
-    keys = set(yaml.safe_load(recipe.read_text()))
-    known = {f.name for cls in (ScriptArguments, SFTConfig, ModelConfig) for f in fields(cls)}
-    assert keys <= known, f"unknown keys: {sorted(keys - known)}"
-    script_args, training_args, model_args = (
-        load_script().make_parser().parse_args_and_config(["--config", str(recipe), "--use_cpu", "true"])
-    )
-    assert script_args.dataset_name and model_args.model_name_or_path
-    assert training_args.assistant_only_loss
-    assert training_args.max_length is None  # no truncation into the image tokens
-    assert model_args.attn_implementation == "sdpa"
-    if training_args.chat_template_path:
-        assert (REPO / training_args.chat_template_path).is_file()
-
-
-def test_llava_recipes_follow_the_brief():
-    parse = load_script().make_parser().parse_args_and_config
-    _, full, full_model = parse(["--config", str(RECIPES / "llava-1.5-7b/sft/config_full.yaml"), "--use_cpu", "true"])
-    assert full_model.model_name_or_path == "llava-hf/llava-1.5-7b-hf" and full_model.dtype == "bfloat16"
-    assert (full.learning_rate, full.num_train_epochs, full.bf16, full.gradient_checkpointing) == (2e-5, 2, True, True)
-    assert full.per_device_train_batch_size * full.gradient_accumulation_steps * 8 == 32  # on 8 GPUs
-    assert full.gradient_accumulation_steps > 1
-    _, lora, lora_model = parse(["--config", str(RECIPES / "llava-1.5-7b/sft/config_lora.yaml"), "--use_cpu", "true"])
-    assert lora_model.use_peft and lora_model.lora_modules_to_save == ["multi_modal_projector"]
-    assert lora_model.lora_target_modules == LANGUAGE_MODEL_LORA
-    assert lora.per_device_train_batch_size * lora.gradient_accumulation_steps * 8 == 32
-
-
-@pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.stem)
-def test_accelerate_config_is_valid(config):
-    """accelerate reads the file, and every nested option is one that `accelerate launch` knows."""
-    from accelerate.commands.config.config_args import ClusterConfig
-    from accelerate.commands.launch import launch_command_parser
-
-    cluster = ClusterConfig.from_yaml_file(config)
-    options = {action.dest for action in launch_command_parser()._actions}
-    nested = {**cluster.deepspeed_config, **cluster.fsdp_config}
-    unknown = [key for key in nested if key not in options]
-    assert not unknown, unknown
-    assert cluster.num_processes == 8 and not cluster.use_cpu
-
-
-def test_launch_slurm_builds_one_launcher_per_node(tmp_path):
-    """Dry run with stand-ins for scontrol and srun: 2 nodes x 8 GPUs, accumulation from the recipe or override."""
-    script = RECIPES / "launch.slurm"
-    subprocess.run(["bash", "-n", str(script)], check=True)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text("#!/bin/bash\nprintf 'node-a\\nnode-b\\n'\n")
-    (bin_dir / "srun").write_text('#!/bin/bash\nprintf "%s\\n" "$@"\n')
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_NNODES="2", SLURM_JOB_NODELIST="node-[a-b]")
-    env["VENV"] = sys.prefix
-    recipe = "recipes/llava-1.5-7b/sft/config_full.yaml"
-
-    def launch(*extra: str) -> str:
-        result = subprocess.run(
-            ["bash", str(script), recipe, *extra], cwd=REPO, env=env, capture_output=True, text=True, check=True
-        )
-        return result.stdout.splitlines()[-1]  # the command srun would run on every node
-
-    command = launch()
-    assert "--config_file recipes/accelerate_configs/zero3.yaml" in " ".join(command.split())
-    assert "--num_processes 16" in " ".join(command.split()) and "--main_process_ip node-a" in command
-    assert "--gradient_accumulation_steps 2" in " ".join(command.split())  # read from the recipe
-    assert command.endswith(f"--machine_rank $SLURM_PROCID scripts/sft.py --config {recipe}")
-    command = " ".join(launch("--gradient_accumulation_steps", "1", "--output_dir", "/ckpt/a b").split())
-    assert "launch --config_file" in command and "--gradient_accumulation_steps 1 --num_machines 2" in command
-    assert command.endswith("--gradient_accumulation_steps 1 --output_dir /ckpt/a\\ b")
-
-
-def test_llava_chat_template_trains_answers_and_their_eos(tiny_model):
-    """The LLaVA-1.5 training template: the assistant mask covers each answer and its </s>, nothing else."""
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(tiny_model)
-    template = (RECIPES / "llava-1.5-7b" / "chat_template.jinja").read_text()
-    messages = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Real or fake?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "Fake. Edges."}]},
-        {"role": "user", "content": [{"type": "text", "text": "Why?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "Texture."}]},
-    ]
-    text = processor.apply_chat_template(messages, chat_template=template)
-    assert text == "<s>USER: <image>\nReal or fake? ASSISTANT: Fake. Edges.</s>USER: Why? ASSISTANT: Texture.</s>"
-    prompt = processor.apply_chat_template(messages[:1], chat_template=template, add_generation_prompt=True)
-    assert text.startswith(prompt) and prompt.endswith("ASSISTANT:")
-    out = processor.tokenizer.apply_chat_template(
-        messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
-    )
-    runs, run = [], []
-    for token, masked in zip(out["input_ids"], out["assistant_masks"], strict=True):
-        if masked:
-            run.append(token)
-        elif run:
-            runs, run = [*runs, run], []
-    runs += [run] if run else []
-    assert [processor.tokenizer.decode(r).strip() for r in runs] == ["Fake. Edges.</s>", "Texture.</s>"]
+    return out, run_sft(args, log, probe=True)
 
 
 # ---- script pieces, in process ------------------------------------------------------------------------------
@@ -291,15 +221,6 @@ def test_dataset_loading_keeps_trl_columns_and_checks_names(fakeinstruct_dir):
         load_sft_datasets(str(fakeinstruct_dir), test_split="dev")
     with pytest.raises(ValueError, match="explanation"):
         load_sft_datasets(str(fakeinstruct_dir), tasks=["explanation"])
-
-
-def test_resume_last_needs_a_checkpoint(tmp_path):
-    with pytest.raises(ValueError, match="no checkpoint"):
-        resolve_checkpoint("last", str(tmp_path))
-    (tmp_path / "checkpoint-3").mkdir()
-    (tmp_path / "checkpoint-12").mkdir()
-    assert resolve_checkpoint("last", str(tmp_path)) == str(tmp_path / "checkpoint-12")
-    assert resolve_checkpoint(None, str(tmp_path)) is None
 
 
 def test_lora_needs_named_target_modules():
@@ -427,7 +348,7 @@ def test_ddp_two_cpu_processes(tiny_model, fakeinstruct_dir, tmp_path):
     args = sft_args(tiny_model, fakeinstruct_dir, out, "--per_device_train_batch_size", "4")
     args += ["--per_device_eval_batch_size", str(EVAL_ROWS // 2)]
     launcher = accelerate("ddp", "--multi_gpu", "--num_processes", "2", "--mixed_precision", "no")
-    output = run_sft(args, tmp_path / "ddp.log", launcher)
+    output = run_sft(args, tmp_path / "ddp.log", launcher, probe=True)
     assert "training on 2 process(es): MULTI_CPU" in output  # DDP over gloo
     assert json.loads((out / "train_results.json").read_text())["world_size"] == 2
     assert_loss_falls(out)
@@ -444,7 +365,7 @@ def test_deepspeed_zero_on_cpu(stage, processes, tiny_model, fakeinstruct_dir, t
     args = sft_args(tiny_model, fakeinstruct_dir, out, "--per_device_train_batch_size", str(batch))
     args += ["--per_device_eval_batch_size", str(EVAL_ROWS // processes)]
     launcher = accelerate(f"zero{stage}", "--num_processes", str(processes), "--mixed_precision", "no")
-    output = run_sft(args, tmp_path / f"zero{stage}.log", launcher)
+    output = run_sft(args, tmp_path / f"zero{stage}.log", launcher, probe=True)
     assert f"training on {processes} process(es): DEEPSPEED, ZeRO stage {stage}" in output
     assert_loss_falls(out)
     assert_saved_safetensors_only(out)
