@@ -11,6 +11,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
+    StrictInt,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -31,12 +33,26 @@ def _no_placeholder(text: str) -> str:
     return text
 
 
+# Scalars are strict: lax pydantic would read "severity": "0.8" as 0.8, true as 1.0 and [0.0, "0", 64, 64] as a
+# region, hiding a broken export or a hand edit. Enums, literals and containers stay lax, because records are
+# validated from parsed JSON: a strict enum or tuple would refuse the plain strings and lists JSON gives.
 Text = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000), AfterValidator(_no_placeholder)
+    str,
+    Strict(),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
+    AfterValidator(_no_placeholder),
 ]
 ShortText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_placeholder)
+    str,
+    Strict(),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_placeholder),
 ]
+Severity = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+# The annotation text of one record (evidence, measurements, reasoning, conclusion, enhancement) together. A built-in
+# template may quote all of it in one answer, with a title and advice per attribute: at this size the longest answer
+# stays well under the 20,000 characters an answer may have, so that a valid record never fails generation.
+MAX_TEXT_CHARS = 12_000
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -83,10 +99,10 @@ class Attribute(_Strict):
     measurement: Text | None = Field(
         default=None, description="A machine measurement that supports the verdict, e.g. from `fakeinstruct draft`."
     )
-    region: tuple[int, int, int, int] | None = Field(
+    region: tuple[StrictInt, StrictInt, StrictInt, StrictInt] | None = Field(
         default=None, description="Where the evidence is: [x0, y0, x1, y1] in pixels, x1 and y1 exclusive."
     )
-    severity: float | None = Field(default=None, ge=0.0, le=1.0, description="How strong the trace is, 0..1.")
+    severity: Severity | None = Field(default=None, description="How strong the trace is, 0..1.")
 
     @field_validator("name")
     @classmethod
@@ -118,11 +134,14 @@ class Provenance(_Strict):
 
 
 class FakeChain(_Strict):
-    """One image's authenticity reasoning chain: label, per-attribute evidence, reasoning and conclusion."""
+    """One image's authenticity reasoning chain: label, per-attribute evidence, reasoning and conclusion.
+
+    Its annotation text (evidence, measurements, reasoning, conclusion, enhancement) totals at most 12,000 characters.
+    """
 
     schema_version: Literal["1.0"] = Field(description="FakeChain schema version.")
-    id: str = Field(description="Unique record id: letters, digits and . _ : - (at most 128).")
-    image: str = Field(description="Image path relative to the dataset root, '/'-separated.")
+    id: Annotated[str, Strict()] = Field(description="Unique record id: letters, digits and . _ : - (at most 128).")
+    image: Annotated[str, Strict()] = Field(description="Image path relative to the dataset root, '/'-separated.")
     label: Label = Field(description="Ground truth: 'real' or 'fake'.")
     source: Source
     attributes: list[Attribute] = Field(min_length=1, description="Evidence per forgery attribute, one entry each.")
@@ -162,6 +181,14 @@ class FakeChain(_Strict):
     def _consistent(self) -> FakeChain:
         if self.label == Label.fake.value and not any(a.verdict == "anomalous" for a in self.attributes):
             raise ValueError("a fake image needs at least one attribute with verdict 'anomalous' as evidence")
+        texts = [*self.reasoning, self.conclusion, *self.enhancement]
+        texts += [text for a in self.attributes for text in (a.evidence, a.measurement) if text]
+        total = sum(map(len, texts))
+        if total > MAX_TEXT_CHARS:
+            raise ValueError(
+                f"the annotation text totals {total} characters, over the limit of {MAX_TEXT_CHARS}: an answer that"
+                " quotes it would be too long"
+            )
         is_real_source = self.source.family == GeneratorFamily.real_camera.value
         if is_real_source != (self.label == Label.real.value):
             raise ValueError(f"label {self.label!r} disagrees with source.family {self.source.family!r}")

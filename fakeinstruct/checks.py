@@ -131,15 +131,14 @@ def check_template(template: Template, chains: list[FakeChain]) -> int:
             for i, turn in enumerate(template.turns):
                 questions += [(f"turns[{i}].questions[{j}]", p) for j, p in enumerate(turn.questions)]
             for index, phrasing in questions:
-                text = render(phrasing.compiled, context, file=template.file, field=f"questions[{index}]")
+                field = f"questions[{index}]"
+                text = render(phrasing.compiled, context, file=template.file, field=field, timed=True)
                 if not text:
-                    raise TemplateError(
-                        f"renders empty for record {chain.id}", file=template.file, field=f"questions[{index}]"
-                    )
+                    raise TemplateError(f"renders empty for record {chain.id}", file=template.file, field=field)
                 renders += 1
             for index, phrasing in enumerate(template.answers):
                 field = f"answers[{index}]"
-                text = render(phrasing.compiled, context, file=template.file, field=field)
+                text = render(phrasing.compiled, context, file=template.file, field=field, timed=True)
                 if not text:
                     raise TemplateError(f"renders empty for record {chain.id}", file=template.file, field=field)
                 if word is not None and not _starts_with_word(text, word):

@@ -128,7 +128,7 @@ class _Loader:
         static = None
         if not variables:
             try:
-                static = render(compiled, with_globals({}), file=self.file, field=field_name) or None
+                static = render(compiled, with_globals({}), file=self.file, field=field_name, timed=True) or None
             except TemplateError:
                 static = None  # the load-time check renders it again and reports the failure
         return Phrasing(source, compiled, static)

@@ -1,53 +1,76 @@
-"""The sandboxed Jinja environment that renders contributor templates, and its filters."""
+"""The sandboxed Jinja environment that renders contributor templates, with its filters and limits.
+
+Jinja's immutable sandbox keeps a template from Python's internals; :mod:`fakeinstruct.limits` keeps it from
+looping for hours or building a gigabyte string. A template that breaks a limit fails in milliseconds, with a
+:class:`TemplateError` naming its file and field, when it is rendered on the probe records at load time. Output is
+capped at :data:`MAX_RENDERED_CHARS`, measured as it is produced where there are loops.
+"""
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
+from itertools import islice
 from typing import ClassVar
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template
+from jinja2 import filters as jinja_filters
 from jinja2.runtime import new_context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from fakeinstruct.errors import TemplateError
+from fakeinstruct.limits import (
+    _COLLECTING_FILTERS,
+    _CONTAINER_TYPES,
+    _METHOD_SIZES,
+    _SIZING_FILTERS,
+    _SIZING_METHODS,
+    MAX_CHECK_SECONDS,
+    MAX_INT_BITS,
+    MAX_LOOP_ITERATIONS,
+    MAX_RENDER_WORK,
+    MAX_RENDERED_CHARS,
+    MAX_VALUE_SIZE,
+    _built,
+    _charge,
+    _check_formats,
+    _guarded_filter,
+    _join,
+    _join_and,
+    _joined_size,
+    _Limiter,
+    _loop_guard,
+    _Namespace,
+    _need,
+    _range,
+    _size,
+)
+from fakeinstruct.template_filters import join_and, lcfirst, sentence, titles
 
-# A rendered question or answer longer than this is a runaway template, not an answer.
-MAX_RENDERED_CHARS = 20_000
+__all__ = [
+    "MAX_LOOP_ITERATIONS",
+    "MAX_RENDERED_CHARS",
+    "MAX_VALUE_SIZE",
+    "environment",
+    "join_and",
+    "lcfirst",
+    "render",
+    "sentence",
+    "titles",
+    "with_globals",
+]
 
 
-def sentence(text: str) -> str:
-    """Capitalise the first letter and make sure the text ends with sentence punctuation."""
-    text = str(text).strip()
-    if not text:
-        return text
-    text = text[0].upper() + text[1:]
-    return text if text[-1] in ".!?" else text + "."
-
-
-def lcfirst(text: str) -> str:
-    """Lower-case the first letter unless the first word is an acronym or mixed case ("JPEG", "AI-made")."""
-    text = str(text)
-    if not text or (len(text) > 1 and text[1].isupper()):
-        return text
-    return text[0].lower() + text[1:]
-
-
-def join_and(items, sep: str = ", ", last: str = " and ") -> str:
-    items = [str(i) for i in items]
-    if len(items) <= 1:
-        return "".join(items)
-    return sep.join(items[:-1]) + last + items[-1]
-
-
-def titles(attributes) -> list[str]:
-    return [a["title"] for a in attributes]
+class _Template(Template):
+    loops = False  # True for a template with a {% for %}: render() measures its output as it is produced
 
 
 _PLAIN_TYPES = (str, int, float, bool, tuple, type(None))
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox with two shortcuts that keep its guarantees and halve its cost per pair.
+    """Jinja's immutable sandbox with the limits above, and two shortcuts that keep its guarantees and halve its
+    cost per pair.
 
     - ``obj.key`` on a context dict returns the item directly; the sandbox would first try (and fail) an
       attribute lookup, then do the same item lookup. Our context keys never shadow a dict method.
@@ -56,6 +79,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     """
 
     _verdicts: ClassVar[dict] = {}
+    template_class = _Template
+    # an intercepted operator is also never folded into a constant at compile time, before any check could run
+    intercepted_binops = frozenset(("+", "*", "**", "%"))
 
     def getattr(self, obj, attribute):
         if type(obj) is dict and attribute in obj:
@@ -71,6 +97,61 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             verdict = self._verdicts[key] = super().is_safe_attribute(obj, attr, value)
         return verdict
 
+    def _parse(self, source, name, filename):
+        return _Limiter().visit(super()._parse(source, name, filename))
+
+    def from_string(self, source, globals=None, template_class=None):
+        if not isinstance(source, str):
+            raise TypeError("templates are compiled from their source, where the limits are applied")
+        limiter = _Limiter()
+        ast = limiter.visit(super()._parse(source, None, None))
+        template = super().from_string(ast, globals, template_class)
+        template.loops = limiter.loops
+        return template
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "%" and isinstance(left, str):
+            _check_formats(left, method=False)
+        elif isinstance(left, int) and isinstance(right, int):
+            bits = (left.bit_length() + right.bit_length()) if operator == "*" else 0
+            if operator == "**" and right > 0 and abs(left) > 1:
+                bits = right * max(abs(left).bit_length() - 1, 1)
+            if bits > MAX_INT_BITS:
+                raise SecurityError(f"'{operator}' would make an integer over {MAX_INT_BITS} bits")
+        elif operator == "*":
+            sequence, times = (left, right) if isinstance(right, int) else (right, left)
+            if isinstance(times, int) and isinstance(sequence, (str, list, tuple)):
+                _charge(context, _size(sequence) * max(times, 0), "'*'")
+        elif operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+            _charge(context, _size(left) + _size(right), "'+'")
+        result = self.binop_table[operator](left, right)
+        if operator == "%" and isinstance(result, str):
+            _charge(context, len(result), "'%'")
+        return result
+
+    def call(__self, __context, __obj, *args, **kwargs):
+        if getattr(__obj, "__name__", None) not in _SIZING_METHODS:
+            # SandboxedEnvironment.call, inlined: a method call is on the hot path, and a layer costs a third of it
+            if not __self.is_safe_callable(__obj):
+                raise SecurityError(f"{__obj!r} is not safely callable")
+            result = __context.call(__obj, *args, **kwargs)
+            if type(result) in _CONTAINER_TYPES:  # dict(), dict.fromkeys(), str.split(): collected, unchecked
+                _charge(__context, _size(result), "a call")
+            return result
+        # str.format comes wrapped by the sandbox: the string is the wrapped method's owner
+        owner, name = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None), __obj.__name__
+        if isinstance(owner, str):
+            if name == "join" and args:
+                args = (list(args[0]), *args[1:])
+                _need(_joined_size(args[0], owner), "str.join()")
+            elif name.startswith("format"):
+                _check_formats(owner, method=True)
+            else:
+                _need(_METHOD_SIZES[name](owner, *args, **kwargs), f"str.{name}()")
+        result = super().call(__context, __obj, *args, **kwargs)
+        _charge(__context, _size(result), f"{name}()")
+        return result
+
 
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
@@ -82,7 +163,13 @@ def environment() -> ImmutableSandboxedEnvironment:
         autoescape=False,
         keep_trailing_newline=False,
     )
-    env.filters.update(sentence=sentence, lcfirst=lcfirst, join_and=join_and, titles=titles)
+    env.filters.update(sentence=sentence, lcfirst=lcfirst, titles=titles)
+    # slice's async variant only dispatches to the sync function
+    env.filters["slice"] = jinja_filters.sync_do_slice
+    for name in _SIZING_FILTERS + _COLLECTING_FILTERS:
+        env.filters[name] = _guarded_filter(name, env.filters[name])
+    env.filters.update(join=_join, join_and=_join_and, _loop_guard=_loop_guard, _built=_built)
+    env.globals.update(range=_range, namespace=_Namespace)
     # lipsum draws from the global random state: it would make output depend on the process
     env.globals.pop("lipsum", None)
     return env
@@ -93,15 +180,45 @@ def with_globals(context: dict) -> dict:
     return {**environment().globals, **context}
 
 
-def render(template, context: dict, *, file: str, field: str) -> str:
+_END = object()
+
+
+def _bounded_rest(text: str, pieces) -> str:
+    """The output of a template with loops past its first pieces, failing once it certainly exceeds the limit."""
+    out, size, check_at = [text], len(text), MAX_RENDERED_CHARS
+    for piece in pieces:
+        out.append(piece)
+        size += len(piece)
+        if size > check_at:
+            if len("".join(out).strip()) > MAX_RENDERED_CHARS:
+                raise SecurityError(f"rendered over {MAX_RENDERED_CHARS} characters")
+            check_at = 2 * size
+    return "".join(out)
+
+
+def render(template, context: dict, *, file: str, field: str, timed: bool = False) -> str:
     """Render a compiled template; any failure becomes a :class:`TemplateError` naming the file and field.
+
+    ``timed`` is for load-time checks: a loop stops after :data:`MAX_CHECK_SECONDS` of CPU time. Generation
+    renders untimed, so that its output never depends on the machine's speed.
 
     ``context`` must come from :func:`with_globals`: it is used as the render context as it is, without the
     per-call copy ``Template.render`` makes, which costs more than rendering a short phrasing.
     """
     try:
         ctx = new_context(template.environment, template.name, template.blocks, context, True, None, None)
-        text = "".join(template.root_render_func(ctx))
+        if template.loops:
+            deadline = time.thread_time() + MAX_CHECK_SECONDS if timed else None
+            ctx.fakeinstruct_budget = [MAX_LOOP_ITERATIONS, MAX_RENDER_WORK, deadline]
+            # the first 64 pieces, the whole output of the usual phrasing, are joined unchecked: a check per piece
+            # would cost more than the render of a short phrasing
+            pieces = template.root_render_func(ctx)
+            text = "".join(islice(pieces, 64))
+            piece = next(pieces, _END)
+            if piece is not _END:
+                text = _bounded_rest(text + piece, pieces)
+        else:
+            text = "".join(template.root_render_func(ctx))
     except Exception as err:  # a contributor template can raise anything Jinja or the sandbox raises
         raise TemplateError(f"render failed: {type(err).__name__}: {err}", file=file, field=field) from err
     text = text.strip()

@@ -23,9 +23,8 @@ CASES = {
     "truncated_last_line.jsonl": [(0, "(line)", "invalid JSON: ")],
     "label_number.jsonl": [(0, "label", "Input should be 'real' or 'fake'")],
     "attributes_object.jsonl": [(0, "attributes", "Input should be a valid list")],
-    "severity_string.jsonl": [
-        (0, "attributes[0].severity", "Input should be a valid number, unable to parse string as a number")
-    ],
+    "severity_string.jsonl": [(0, "attributes[0].severity", "Input should be a valid number")],
+    "severity_numeric_string.jsonl": [(0, "attributes[0].severity", "Input should be a valid number")],
     "unknown_label.jsonl": [(0, "label", "Input should be 'real' or 'fake'")],
     "unknown_attribute.jsonl": [(0, "attributes[0].name", "unknown attribute 'sharpness'; known: texture, ")],
     "missing_conclusion.jsonl": [(0, "conclusion", "Field required")],
@@ -55,6 +54,9 @@ CASES = {
     ],
     "label_family_mismatch.jsonl": [(0, "(record)", "label 'fake' disagrees with source.family 'real-camera'")],
     "extra_key.jsonl": [(0, "colour", "Extra inputs are not permitted")],
+    "text_too_long.jsonl": [
+        (0, "(record)", "the annotation text totals 13694 characters, over the limit of 12000: an answer that quotes")
+    ],
 }
 OVERSIZE = "(generated) oversize_line"
 LAST_LINE_CASES = {"truncated_last_line.jsonl"}  # no newline: the bad line can only come last
