@@ -4,8 +4,9 @@
 (the data and the tiny-model switch, below), TRL's ``SFTConfig`` (everything the trainer does) and TRL's
 ``ModelConfig`` (which checkpoint, dtype, attention and LoRA). :func:`run_sft` does the rest:
 
-1. resolves the model: a Hub id or a folder, or ``tiny`` for the offline tiny LLaVA of :mod:`modeling.tiny`,
-   built once into ``tiny_model_dir`` (the CPU recipe, the demo and the tests use it);
+1. resolves the model: a Hub id or a folder, or ``tiny`` for the offline tiny LLaVA of :mod:`modeling.tiny`
+   (or, with ``tiny_model_arch: idefics3``, the tiny Idefics3 of :mod:`modeling.tiny_idefics3`), built once into
+   ``tiny_model_dir`` (the CPU recipe, the demo and the tests use it);
 2. loads it with ``AutoModelForImageTextToText`` and ``AutoProcessor`` (no remote code);
 3. loads the data (:mod:`modeling.sft_data`): a FakeInstruct folder or any ``datasets`` source;
 4. wraps the language model in LoRA when ``use_peft`` is set (the projector is trained in full through
@@ -31,6 +32,11 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 TINY_MODEL = "tiny"
+# tiny_model_arch (the model_type it writes) -> its builder: module, function
+TINY_BUILDERS = {
+    "llava": ("modeling.tiny", "build_tiny_llava"),
+    "idefics3": ("modeling.tiny_idefics3", "build_tiny_idefics3"),
+}
 RESUME_LATEST = ("last", "latest", "true")
 RESUME_AUTO = "auto"
 CONFIG_NAME = "sft_config.json"
@@ -68,6 +74,9 @@ class ScriptArguments:
         tiny_model_dir (`str`, *optional*, defaults to `"outputs/tiny-llava"`):
             Where ``model_name_or_path: tiny`` builds the offline tiny LLaVA (``modeling.tiny.build_tiny_llava``
             with its defaults). A folder that already holds a checkpoint is reused as it is.
+        tiny_model_arch (`str`, *optional*, defaults to `"llava"`):
+            What ``model_name_or_path: tiny`` builds: ``llava`` or ``idefics3``
+            (``modeling.tiny_idefics3.build_tiny_idefics3``). A reused folder must hold that architecture.
     """
 
     dataset_name: str = field(
@@ -91,10 +100,15 @@ class ScriptArguments:
         default="outputs/tiny-llava",
         metadata={"help": f"Where model_name_or_path={TINY_MODEL!r} builds (or finds) the offline tiny LLaVA."},
     )
+    tiny_model_arch: str = field(
+        default="llava",
+        metadata={"help": f"What model_name_or_path={TINY_MODEL!r} builds: {', '.join(TINY_BUILDERS)}."},
+    )
 
 
-def resolve_model_path(model_name_or_path: str | None, tiny_model_dir: str, training_args) -> str:
-    """The checkpoint to load: ``model_name_or_path`` as it is, or the tiny LLaVA built into ``tiny_model_dir``.
+def resolve_model_path(model_name_or_path: str | None, tiny_model_dir: str, training_args, arch: str = "llava") -> str:
+    """The checkpoint to load: ``model_name_or_path`` as it is, or the tiny ``arch`` model built into
+    ``tiny_model_dir``.
 
     The main process builds it while the others wait; a folder that already holds a checkpoint is reused.
     """
@@ -102,13 +116,19 @@ def resolve_model_path(model_name_or_path: str | None, tiny_model_dir: str, trai
         raise ValueError("model_name_or_path is required (a Hub id, a folder, or 'tiny')")
     if model_name_or_path != TINY_MODEL:
         return model_name_or_path
+    if arch not in TINY_BUILDERS:
+        raise ValueError(f"unknown tiny_model_arch {arch!r}; one of {', '.join(TINY_BUILDERS)}")
+    module, builder = TINY_BUILDERS[arch]
     path = Path(tiny_model_dir)
     with training_args.main_process_first(local=False, desc="build the tiny model"):
         if not (path / "config.json").is_file():
-            from modeling.tiny import build_tiny_llava
+            import importlib
 
-            logger.info("building the tiny LLaVA in %s", path)
-            build_tiny_llava(path)
+            logger.info("building the tiny %s in %s", arch, path)
+            getattr(importlib.import_module(module), builder)(path)
+    found = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if found != arch:  # a reused folder would silently train another architecture than the one asked for
+        raise ValueError(f"{path} holds a tiny {found!r} model, not {arch!r}: set tiny_model_dir to another folder")
     return str(path)
 
 
@@ -157,8 +177,14 @@ def load_processor(path: str, model_args):
 
 
 def freeze_vision_tower(model) -> int:
-    """Set ``requires_grad=False`` on the vision tower; return how many parameters that froze."""
-    tower = model.model.vision_tower if hasattr(model, "model") else model.vision_tower
+    """Set ``requires_grad=False`` on the vision tower; return how many parameters that froze.
+
+    LLaVA calls it ``vision_tower``, Idefics3 ``vision_model``; both sit on the inner model when there is one.
+    """
+    inner = getattr(model, "model", model)
+    tower = next((getattr(inner, name) for name in ("vision_tower", "vision_model") if hasattr(inner, name)), None)
+    if tower is None:
+        raise ValueError(f"freeze_vision_tower: {type(model).__name__} has no vision_tower or vision_model")
     count = 0
     for parameter in tower.parameters():
         parameter.requires_grad_(False)
@@ -279,7 +305,9 @@ def build_trainer(script_args, training_args, model_args):
     """Everything up to training: the model, the processor, the data and the ``SFTTrainer``."""
     from modeling.sft_data import load_sft_datasets
 
-    path = resolve_model_path(model_args.model_name_or_path, script_args.tiny_model_dir, training_args)
+    path = resolve_model_path(
+        model_args.model_name_or_path, script_args.tiny_model_dir, training_args, script_args.tiny_model_arch
+    )
     processor = load_processor(path, model_args)
     model = load_model(path, model_args, training_args)
     if script_args.freeze_vision_tower:

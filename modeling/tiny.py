@@ -107,26 +107,35 @@ def _single_token_words(tokenizer: Tokenizer, words: Iterable[str]) -> Tokenizer
     return Tokenizer.from_str(json.dumps(data))
 
 
-def build_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 1024) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on ``corpus`` (default: :func:`builtin_corpus`) with the chat special tokens.
+def train_bpe(
+    texts: list[str], vocab_size: int, special_tokens: Iterable[str], single_token_words: Iterable[str]
+) -> Tokenizer:
+    """A byte-level BPE (no prefix space) trained on ``texts``, each of ``single_token_words`` one token.
 
-    ``vocab_size`` is the BPE target; the answer-word merges may add a few tokens on top. No BOS is added on
-    encode: the chat template writes it, and a second one would shift every position.
+    ``special_tokens`` take the first ids, in order, and are never split.
     """
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    texts = list(builtin_corpus() if corpus is None else corpus)
     bpe.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    bpe = _single_token_words(bpe, ANSWER_WORDS)
+    return _single_token_words(bpe, single_token_words)
+
+
+def build_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on ``corpus`` (default: :func:`builtin_corpus`) with the chat special tokens.
+
+    ``vocab_size`` is the BPE target; the answer-word merges may add a few tokens on top. No BOS is added on
+    encode: the chat template writes it, and a second one would shift every position.
+    """
+    texts = list(builtin_corpus() if corpus is None else corpus)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
+        tokenizer_object=train_bpe(texts, vocab_size, SPECIAL_TOKENS, ANSWER_WORDS),
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,

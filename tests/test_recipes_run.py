@@ -1,11 +1,12 @@
 """The recipes: every SFT recipe parses with the script's parser and follows its brief, the accelerate configs and
 the SLURM launcher are valid, and (slow) every SFT recipe (recipes/*/sft/*.yaml) runs for 2 steps through
-scripts/sft.py on the tiny LLaVA on CPU, with its own options: LoRA settings, activation checkpointing, chat template,
-learning rate, schedule, evaluation.
+scripts/sft.py on CPU, on a tiny model of its base's architecture (LLaVA, or Idefics3: :func:`tiny_arch`), with its
+own options: LoRA settings, activation checkpointing, chat template, learning rate, schedule, evaluation.
 
 Only what a CPU run and the test's inputs require is overridden (:func:`overrides`): the model (the tiny one, built
-once), the data (a 20-record FakeInstruct folder), the output folder, precision (float32, no bf16) and attention
-(sdpa where a recipe asks for flash-attn); everything else must reach ``sft_config.json`` as the recipe has it."""
+once per architecture), the data (a 20-record FakeInstruct folder), the output folder, precision (float32, no bf16)
+and attention (sdpa where a recipe asks for flash-attn); everything else must reach ``sft_config.json`` as the recipe
+has it."""
 
 from __future__ import annotations
 
@@ -31,11 +32,15 @@ RECIPES = REPO / "recipes"
 SFT_RECIPES = sorted(RECIPES.glob("*/sft/*.yaml"))
 ACCELERATE_CONFIGS = sorted((RECIPES / "accelerate_configs").glob("*.yaml"))
 LANGUAGE_MODEL_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+IDEFICS3_TEXT_MODEL_LORA = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+# Base-model name fragment -> the tiny architecture (modeling.sft.TINY_BUILDERS) that stands in for it; else LLaVA.
+TINY_ARCHS = {"idefics3": "idefics3"}
 STEPS = 2
 # Recipe keys that the test replaces (see overrides) and so does not expect in sft_config.json as written.
 REPLACED = {
     "model_name_or_path",
     "tiny_model_dir",
+    "tiny_model_arch",
     "dataset_name",
     "output_dir",
     "max_steps",
@@ -58,9 +63,23 @@ def load_script():
     return module
 
 
+def tiny_arch(recipe: dict) -> str:
+    """The tiny architecture with the model class of the recipe's base model."""
+    base = str(recipe.get("model_name_or_path", "")).lower()
+    return next((arch for fragment, arch in TINY_ARCHS.items() if fragment in base), "llava")
+
+
+@pytest.fixture(scope="session")
+def tiny_idefics3_model(tmp_path_factory) -> Path:
+    from modeling.tiny_idefics3 import build_tiny_idefics3
+
+    return build_tiny_idefics3(tmp_path_factory.mktemp("tiny") / "idefics3")
+
+
 def overrides(recipe: dict, tiny_model: Path, data: Path, out: Path) -> list[str]:
     """Command-line options that make ``recipe`` run on CPU, on the tiny model and data, into ``out``."""
     args = ["--model_name_or_path", "tiny", "--tiny_model_dir", str(tiny_model)]
+    args += ["--tiny_model_arch", tiny_arch(recipe)]
     args += ["--dataset_name", str(data), "--output_dir", str(out), "--max_steps", str(STEPS)]
     args += ["--use_cpu", "true", "--bf16", "false"]  # bf16 autocast needs a GPU (SFTConfig refuses it on CPU)
     if recipe.get("fp16"):
@@ -79,6 +98,7 @@ def test_every_recipe_is_collected():
         "tiny-llava/sft/config_demo.yaml",
         "llava-1.5-7b/sft/config_full.yaml",
         "llava-1.5-7b/sft/config_lora.yaml",
+        "idefics3-8b/sft/config_lora.yaml",
     }
 
 
@@ -91,6 +111,7 @@ def test_recipes_exist():
         "tiny-llava/sft/config_demo.yaml",
         "llava-1.5-7b/sft/config_full.yaml",
         "llava-1.5-7b/sft/config_lora.yaml",
+        "idefics3-8b/sft/config_lora.yaml",
     } <= names
     assert {p.stem for p in ACCELERATE_CONFIGS} == {"ddp", "zero2", "zero3", "fsdp"}
 
@@ -127,6 +148,21 @@ def test_llava_recipes_follow_the_brief():
     assert lora_model.use_peft and lora_model.lora_modules_to_save == ["multi_modal_projector"]
     assert lora_model.lora_target_modules == LANGUAGE_MODEL_LORA
     assert lora.per_device_train_batch_size * lora.gradient_accumulation_steps * 8 == 32
+
+
+def test_idefics3_recipe_follows_the_brief():
+    recipe = RECIPES / "idefics3-8b/sft/config_lora.yaml"
+    _, args, model = load_script().make_parser().parse_args_and_config(["--config", str(recipe), "--use_cpu", "true"])
+    assert model.model_name_or_path == "HuggingFaceM4/Idefics3-8B-Llama3" and model.dtype == "bfloat16"
+    assert tiny_arch({"model_name_or_path": model.model_name_or_path}) == "idefics3"
+    assert model.use_peft and model.lora_modules_to_save == ["connector"]
+    assert model.lora_target_modules == IDEFICS3_TEXT_MODEL_LORA
+    assert (args.learning_rate, args.num_train_epochs, args.bf16, args.gradient_checkpointing) == (1e-4, 2, True, True)
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * 8 == 32  # on 8 GPUs
+    assert args.gradient_accumulation_steps > 1
+    assert args.assistant_only_loss and args.chat_template_path == "recipes/idefics3-8b/chat_template.jinja"
+    others = [p for p in SFT_RECIPES if p.parent.parent.name != "idefics3-8b"]
+    assert {tiny_arch(yaml.safe_load(p.read_text())) for p in others} == {"llava"}
 
 
 @pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.stem)
@@ -237,13 +273,49 @@ def test_llava_chat_template_trains_answers_and_their_eos(tiny_model):
     assert [processor.tokenizer.decode(r).strip() for r in runs] == ["Fake. Edges.</s>", "Texture.</s>"]
 
 
+def test_idefics3_chat_template_trains_answers_and_their_end_of_utterance(tiny_idefics3_model):
+    """The Idefics3 training template: the assistant mask covers each answer (with its leading space) and its
+    <end_of_utterance>, nothing else; the generation prompt is "Assistant:" as in Idefics3's own template."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_idefics3_model)
+    template = (RECIPES / "idefics3-8b" / "chat_template.jinja").read_text()
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Real or fake?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Fake. Edges."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Why?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Texture."}]},
+    ]
+    text = processor.apply_chat_template(messages, chat_template=template)
+    assert text == (
+        "<|begin_of_text|>User:<image>Real or fake?<end_of_utterance>\nAssistant: Fake. Edges.<end_of_utterance>\n"
+        "User: Why?<end_of_utterance>\nAssistant: Texture.<end_of_utterance>\n"
+    )
+    prompt = processor.apply_chat_template(messages[:1], chat_template=template, add_generation_prompt=True)
+    assert text.startswith(prompt) and prompt.endswith("Assistant:")
+    out = processor.tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    runs, run = [], []
+    for token, masked in zip(out["input_ids"], out["assistant_masks"], strict=True):
+        if masked:
+            run.append(token)
+        elif run:
+            runs, run = [*runs, run], []
+    runs += [run] if run else []
+    decoded = [processor.tokenizer.decode(r) for r in runs]
+    assert decoded == [" Fake. Edges.<end_of_utterance>", " Texture.<end_of_utterance>"]
+
+
 # ---- recipes, run ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SFT_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))
-def test_recipe_runs_with_its_own_options(path, tiny_model, fakeinstruct_dir, tmp_path):
+def test_recipe_runs_with_its_own_options(path, fakeinstruct_dir, tmp_path, request):
     recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    arch = tiny_arch(recipe)
+    tiny_model = request.getfixturevalue({"llava": "tiny_model", "idefics3": "tiny_idefics3_model"}[arch])
     out = tmp_path / "run"
     output = run(
         [sys.executable, str(SCRIPT), "--config", str(path), *overrides(recipe, tiny_model, fakeinstruct_dir, out)],
@@ -268,6 +340,8 @@ def test_recipe_runs_with_its_own_options(path, tiny_model, fakeinstruct_dir, tm
         expected = NORMALISED.get(key, {}).get(value, value) if isinstance(value, str) else value
         assert resolved[key] == expected, (key, value, resolved[key])
     assert resolved["model_name_or_path"] == "tiny" and resolved["tiny_model_dir"] == str(tiny_model)
+    assert resolved["tiny_model_arch"] == arch
+    assert json.loads((tiny_model / "config.json").read_text())["model_type"] == arch
     assert resolved["use_cpu"] is True and resolved["bf16"] is False
 
     # and they took effect: the chat template in the saved processor, LoRA or full weights as the recipe asks
@@ -286,5 +360,8 @@ def test_recipe_runs_with_its_own_options(path, tiny_model, fakeinstruct_dir, tm
         assert adapter["modules_to_save"] == recipe.get("lora_modules_to_save")
         weights = load_file(out / "adapter_model.safetensors")
         assert {v.shape[0] for k, v in weights.items() if "lora_A" in k} == {recipe["lora_r"]}  # r x in_features
+        assert not [k for k in weights if "lora_" in k and "vision" in k]  # the language model only
+        for module in recipe.get("lora_modules_to_save") or []:  # trained in full and saved with the adapter
+            assert any(f".{module}." in k and "lora_" not in k for k in weights), module
     else:
         assert "model.safetensors" in names and "adapter_model.safetensors" not in names
