@@ -56,11 +56,16 @@ def test_calibrate_resumes_from_its_cache(calibrated, sample_data, monkeypatch):
     )
     again = calibrate(
         CalibrateArguments(
-            model=str(model), data=str(sample_data), batch_size=8, cache_dir=str(model.parent / "cache")
+            model=str(model),
+            data=str(sample_data),
+            method="platt",
+            batch_size=8,
+            cache_dir=str(model.parent / "cache"),
         )
     )
     assert calls == []  # every score came from the cache
     assert again["before"] == report["before"]
+    assert (again["weight"], again["bias"]) == (report["weight"], report["bias"])  # the shared head is unchanged
 
 
 def test_calibrating_on_the_test_split_is_refused(calibrated, sample_data):
