@@ -167,19 +167,21 @@ def build_processor(tokenizer: PreTrainedTokenizerFast, vision: str = "clip") ->
     )
 
 
-def tiny_llava_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 64, vision: str = "clip") -> LlavaConfig:
-    """Two vision layers, a two-layer projector and two Llama layers; embeddings tied to keep the count small."""
-    tower = VISION_TOWERS[vision]
-    vision_config = tower.config_class(
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
-        **tower.config_kwargs,
-    )
-    text = LlamaConfig(
+def tiny_vision_kwargs(hidden_size: int, image_size: int, patch_size: int) -> dict:
+    """A two-layer vision tower of ``hidden_size``: the shape every tiny model here shares."""
+    return {
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": image_size,
+        "patch_size": patch_size,
+    }
+
+
+def tiny_text_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 64) -> LlamaConfig:
+    """A two-layer Llama with tied embeddings over ``tokenizer``'s vocabulary and special tokens."""
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
@@ -192,6 +194,15 @@ def tiny_llava_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 64,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
+
+
+def tiny_llava_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 64, vision: str = "clip") -> LlavaConfig:
+    """Two vision layers, a two-layer projector and two Llama layers; embeddings tied to keep the count small."""
+    tower = VISION_TOWERS[vision]
+    vision_config = tower.config_class(
+        **tiny_vision_kwargs(hidden_size, IMAGE_SIZE, PATCH_SIZE), **tower.config_kwargs
+    )
+    text = tiny_text_config(tokenizer, hidden_size)
     return LlavaConfig(
         vision_config=vision_config,
         text_config=text,

@@ -29,11 +29,10 @@ from transformers import (
     Idefics3ImageProcessorPil,
     Idefics3Processor,
     Idefics3VisionConfig,
-    LlamaConfig,
     PreTrainedTokenizerFast,
 )
 
-from modeling.tiny import ANSWER_WORDS, builtin_corpus, train_bpe
+from modeling.tiny import ANSWER_WORDS, builtin_corpus, tiny_text_config, tiny_vision_kwargs, train_bpe
 
 logger = logging.getLogger(__name__)
 
@@ -92,27 +91,8 @@ def build_processor(tokenizer: PreTrainedTokenizerFast) -> Idefics3Processor:
 
 def tiny_idefics3_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 64) -> Idefics3Config:
     """Two vision layers, the connector and two Llama layers; embeddings tied to keep the count small."""
-    vision = Idefics3VisionConfig(
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
-    )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=tokenizer.model_max_length,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
+    vision = Idefics3VisionConfig(**tiny_vision_kwargs(hidden_size, IMAGE_SIZE, PATCH_SIZE))
+    text = tiny_text_config(tokenizer, hidden_size)
     return Idefics3Config(
         vision_config=vision,
         text_config=text,
