@@ -1,5 +1,5 @@
 # FakeScope-Kit. `make demo` and `make test` set everything up themselves on a fresh clone.
-.PHONY: install demo test slow_test style quality clean help
+.PHONY: install demo test slow_test bench style quality clean help
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -35,6 +35,11 @@ test: install  ## fast tests
 
 slow_test: install  ## multi-process, DeepSpeed and long tests
 	$(BIN)/python -m pytest -q -m slow tests
+
+bench: install  ## the benchmarks of benchmarks/*.md (minutes; run on a quiet machine)
+	$(BIN)/python scripts/benchmark_generate.py --pairs 2000000 --workers 2
+	$(BIN)/python scripts/benchmark_train.py
+	$(BIN)/python scripts/benchmark_scoring.py --images 192 --batch-size 16
 
 style: install  ## format and fix
 	$(BIN)/ruff format $(check_dirs)

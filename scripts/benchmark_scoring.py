@@ -7,7 +7,9 @@ Ours: one forward pass per batch, p_fake from the logits of "Fake"/"Real" at the
 detectors without a score work): greedy ``generate()`` of the whole answer, until EOS or ``--max-new-tokens``,
 then the first "real"/"fake" in the text. Both see the same prompt, images, batch size and left padding.
 Agreement compares our argmax label with the parsed word, over the answers that parse.
-Prints one JSON line at the end. Without ``--model`` an untrained tiny LLaVA is built in a temporary folder.
+Prints one JSON line at the end. Without ``--model`` a tiny LLaVA is built in a temporary folder and fine-tuned for
+``--train-epochs`` on the sample's real-or-fake pairs (one template), so that its generated answers parse; with
+``--train-epochs 0`` it stays untrained (its answers never parse: only the speed is measured).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import logging
 import re
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +26,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_IMAGES = ROOT / "fakeinstruct" / "data" / "sample" / "images"
+SAMPLE = ROOT / "fakeinstruct" / "data" / "sample"
+SAMPLE_IMAGES = SAMPLE / "images"
+DEMO_RECIPE = ROOT / "recipes" / "tiny-llava" / "sft" / "config_demo.yaml"
+TEMPLATE = ROOT / "fakeinstruct" / "templates" / "detection" / "real_or_fake.yaml"
 WORD = re.compile(r"\b(real|fake)\b", re.IGNORECASE)
 logger = logging.getLogger("benchmark_scoring")
 
@@ -41,6 +47,32 @@ def load_images(n: int) -> list:
     return [load_rgb(paths[i % len(paths)]) for i in range(n)]
 
 
+def tiny_model(work: Path, epochs: int) -> str:
+    """The tiny LLaVA, fine-tuned for ``epochs`` on the sample's real-or-fake pairs when ``epochs`` > 0."""
+    import shutil
+    import subprocess
+    import sys
+
+    from fakeinstruct.cli import main as fakeinstruct
+    from modeling.tiny import build_tiny_llava
+
+    if epochs <= 0:
+        return str(build_tiny_llava(work / "tiny"))
+    templates = work / "templates" / "detection"
+    templates.mkdir(parents=True)
+    shutil.copy(TEMPLATE, templates)
+    data = work / "data"
+    argv = ["generate", str(SAMPLE / "chains.jsonl"), "--out", str(data), "--templates", str(work / "templates")]
+    if fakeinstruct([*argv, "--no-builtin-templates", "--no-progress"]) != 0:
+        raise SystemExit("benchmark_scoring: generating the training pairs failed")
+    logger.info("fine-tuning the tiny model for %d epochs on %s", epochs, data)
+    command = [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(DEMO_RECIPE)]
+    command += ["--dataset_name", str(data), "--tiny_model_dir", str(work / "tiny"), "--output_dir", str(work / "sft")]
+    command += ["--num_train_epochs", str(epochs), "--do_eval", "false", "--log_level", "warning"]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return str(work / "sft")
+
+
 def timed(fn):
     start = time.perf_counter()
     result = fn()
@@ -49,13 +81,15 @@ def timed(fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="checkpoint folder (default: an untrained tiny LLaVA)")
+    parser.add_argument("--model", help="checkpoint folder (default: a tiny LLaVA, see --train-epochs)")
+    parser.add_argument("--train-epochs", type=int, default=20, help="fine-tuning of the default tiny model")
     parser.add_argument("--images", type=int, default=192, help="images to score (the sample's, cycled)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64, help="generation cap for the parse baseline")
     parser.add_argument("--device", help="torch device (default: cpu)")
     parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each way, alternating (median kept)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -65,11 +99,7 @@ def main() -> None:
     from modeling.probability import prompt_text
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model
-        if model_dir is None:
-            from modeling.tiny import build_tiny_llava
-
-            model_dir = str(build_tiny_llava(Path(tmp) / "tiny"))
+        model_dir = args.model or tiny_model(Path(tmp), args.train_epochs)
         dtype = getattr(torch, args.dtype)
         detector = FakeScopeDetector.from_pretrained(
             model_dir, device=args.device, dtype=dtype, batch_size=args.batch_size
@@ -81,10 +111,16 @@ def main() -> None:
         detector.estimator.score(warm, question)
         generate_answers(detector.estimator, warm, [prompt] * len(warm), args.max_new_tokens)
 
-        scores, ours_s = timed(lambda: detector.estimator.score(images, question))
-        answers, theirs_s = timed(
-            lambda: generate_answers(detector.estimator, images, [prompt] * len(images), args.max_new_tokens)
-        )
+        # alternate the two ways and keep each one's median: the machine's load drifts within a run
+        ours_runs, theirs_runs = [], []
+        for _ in range(args.repeats):
+            scores, seconds = timed(lambda: detector.estimator.score(images, question))
+            ours_runs.append(seconds)
+            answers, seconds = timed(
+                lambda: generate_answers(detector.estimator, images, [prompt] * len(images), args.max_new_tokens)
+            )
+            theirs_runs.append(seconds)
+        ours_s, theirs_s = statistics.median(ours_runs), statistics.median(theirs_runs)
 
     ours_labels = ["fake" if p >= 0.5 else "real" for p in scores.p]
     parsed = [parse_label(a) for a in answers]
@@ -92,12 +128,13 @@ def main() -> None:
     agree = sum(o == p for o, p in pairs)
     logger.info("example answers: %s", [a[:60] for a in answers[:3]])
     result = {
-        "model": model_dir if args.model else "untrained tiny LLaVA",
+        "model": args.model or f"tiny LLaVA, {args.train_epochs} epochs on the sample's real-or-fake pairs",
         "device": str(detector.model.device),
         "dtype": args.dtype,
         "images": len(images),
         "batch_size": args.batch_size,
         "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
         "ours_seconds": round(ours_s, 4),
         "generate_seconds": round(theirs_s, 4),
         "ours_images_per_s": round(len(images) / ours_s, 2),

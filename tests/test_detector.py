@@ -154,3 +154,16 @@ def test_result_cache_skips_a_partial_line_and_restarts_for_another_model(tmp_pa
     resumed.add([{"id": "z", "v": 3}])
     assert set(ResultCache(path, {"weights": "a"}, key_field="id").results) == {"x", "y", "z"}
     assert ResultCache(path, {"weights": "b"}, key_field="id").results == {}
+
+
+def test_benchmark_scoring_prints_its_json_line(tiny_model):
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "scripts/benchmark_scoring.py", "--model", str(tiny_model), "--images", "16"]
+    argv += ["--batch-size", "8", "--repeats", "1", "--max-new-tokens", "4"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=300)
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["images"] == 16 and line["batch_size"] == 8
+    assert line["ours_images_per_s"] > 0 and line["generate_images_per_s"] > 0
+    assert line["parsed"] + line["unparsed"] == 16
