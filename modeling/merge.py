@@ -80,9 +80,13 @@ def load_peft_model(source: MergeSource):
     from transformers import AutoModelForImageTextToText
 
     base = AutoModelForImageTextToText.from_pretrained(
-        source.base_model, revision=source.revision, dtype=torch_dtype(source.dtype), trust_remote_code=False
+        source.base_model,
+        revision=source.revision,
+        dtype=torch_dtype(source.dtype),
+        trust_remote_code=False,
+        use_safetensors=True,
     )
-    return PeftModel.from_pretrained(base, source.adapter_dir, is_trainable=False).eval()
+    return PeftModel.from_pretrained(base, source.adapter_dir, is_trainable=False, use_safetensors=True).eval()
 
 
 def merge_lora(

@@ -151,13 +151,20 @@ def load_model(path: str, model_args, training_args):
         "dtype": torch_dtype(model_args.dtype),
         "attn_implementation": model_args.attn_implementation,
         "trust_remote_code": False,
+        "use_safetensors": True,  # pickle weights run code when loaded: never from a base we did not write
     }
+    if Path(path).is_dir():
+        from modeling.safe_loading import require_safetensors
+
+        require_safetensors(Path(path))  # a clear message rather than transformers' "no file named ..."
     if quantization_config is not None:
         # k-bit weights are placed at load time, each process on its own accelerator
         kwargs.update(quantization_config=quantization_config, device_map={"": training_args.local_process_index})
     kwargs.update(training_args.model_init_kwargs or {})
     if kwargs["trust_remote_code"]:
         raise ValueError("model_init_kwargs: trust_remote_code is not supported")
+    if not kwargs["use_safetensors"]:
+        raise ValueError("model_init_kwargs: use_safetensors=False is not supported (pickle weights)")
     model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
     logger.info(
         "loaded %s from %s: %.1fM parameters, dtype %s, attention %s",

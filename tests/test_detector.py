@@ -141,6 +141,17 @@ def test_pickle_only_checkpoints_are_refused(tmp_path):
         require_safetensors(tmp_path)
     with pytest.raises(UnsafeCheckpointError):
         FakeScopeDetector.from_pretrained(tmp_path)
+    # training and merging refuse it too
+    from types import SimpleNamespace
+
+    from modeling.sft import load_model
+
+    model_args = SimpleNamespace(
+        model_revision=None, dtype="float32", attn_implementation="sdpa", load_in_4bit=False, load_in_8bit=False
+    )
+    training_args = SimpleNamespace(trust_remote_code=False, model_init_kwargs=None, local_process_index=0)
+    with pytest.raises(UnsafeCheckpointError):
+        load_model(str(tmp_path), model_args, training_args)
 
 
 def test_result_cache_skips_a_partial_line_and_restarts_for_another_model(tmp_path):
