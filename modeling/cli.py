@@ -1,4 +1,4 @@
-"""``fakescope``: score images with a fine-tuned, calibrated checkpoint.
+"""fakescope: score images with a fine-tuned, calibrated checkpoint.
 
     fakescope detect photo.jpg other.png --model outputs/demo/sft --explain --attributes
     fakescope detect *.png --model user/fakescope-llava --revision v1 --json
