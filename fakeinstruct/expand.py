@@ -6,16 +6,16 @@ pairs never depend on which worker or shard handles it, nor on the other records
 
 from __future__ import annotations
 
-import hashlib
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
+from hashlib import blake2b
 
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.context import record_context
 from fakeinstruct.errors import TemplateError
+from fakeinstruct.memo import RenderMemo
 from fakeinstruct.registry import ATTRIBUTE_KINDS, REQUIRABLE, Phrasing, Registry, Template
-from fakeinstruct.sandbox import render
 from fakeinstruct.taxonomy import Taxonomy
 
 # Which template kinds may answer a turn of a conversation, per family.
@@ -30,7 +30,7 @@ TURN_KINDS = {
 OPEN_KINDS = ("free", "per_attribute")
 
 
-@dataclass
+@dataclass(slots=True)
 class Pair:
     """One instruction example: one or more (question, answer) turns about one image, with metadata."""
 
@@ -69,7 +69,11 @@ class Rng:
         return z ^ (z >> 31)
 
     def randrange(self, n: int) -> int:
-        return self.next() % n  # the modulo bias is below 2**-50 for the sizes used here
+        # next() inlined: a pair draws several numbers, and the call costs as much as the arithmetic
+        self.state = z = (self.state + 0x9E3779B97F4A7C15) & _MASK
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        return (z ^ (z >> 31)) % n  # the modulo bias is below 2**-50 for the sizes used here
 
     def choice(self, seq):
         return seq[self.randrange(len(seq))]
@@ -89,17 +93,56 @@ class Rng:
 
 
 def rng_for(seed: int, chain_id: str, name: str) -> Rng:
-    digest = hashlib.blake2b(f"{seed}\x1f{chain_id}\x1f{name}".encode(), digest_size=8).digest()
-    return Rng(int.from_bytes(digest, "big"))
+    return _seeded(_seed_hash(seed, chain_id), name)
 
 
-def _pick(rng: Rng, phrasings: tuple[Phrasing, ...]) -> tuple[int, Phrasing]:
-    index = rng.randrange(len(phrasings))
-    return index, phrasings[index]
+def _seed_hash(seed: int, chain_id: str):
+    """The hash state after the (seed, record id) prefix, shared by every generator of one record."""
+    return blake2b(f"{seed}\x1f{chain_id}\x1f".encode(), digest_size=8)
+
+
+def _seeded(prefix, name: str) -> Rng:
+    # hashing the prefix once per record and the name per generator hashes the same bytes as rng_for's string
+    digest = prefix.copy()
+    digest.update(name.encode())
+    return Rng(int.from_bytes(digest.digest(), "big"))
 
 
 def _starts_with_word(text: str, word: str) -> bool:
     return text.startswith(word) and (len(text) == len(word) or not text[len(word)].isalnum())
+
+
+class _Record:
+    """What every pair of one record shares, computed once per record rather than once per pair."""
+
+    __slots__ = ("_contexts", "_samples", "attributes", "base", "meta", "prefix", "requirable")
+
+    def __init__(self, seed: int, chain: FakeChain, base: dict):
+        self.base, self.attributes = base, base["attributes"]
+        self.prefix = _seed_hash(seed, chain.id)
+        self.meta = (chain.id, chain.image, chain.label, chain.source.generator, chain.group)
+        self.requirable = tuple(bool(getattr(chain, name)) for name in REQUIRABLE)
+        self._contexts: dict[int, dict] = {}
+        self._samples: dict[str, list[int]] = {}
+
+    def rng(self, name: str) -> Rng:
+        return _seeded(self.prefix, name)
+
+    def attribute_context(self, index: int) -> dict:
+        """The context of the record's attribute ``index``; rendering never writes to a context, so it is shared."""
+        context = self._contexts.get(index)
+        if context is None:
+            context = self._contexts[index] = {**self.base, "attribute": self.attributes[index]}
+        return context
+
+    def sample(self, kind: str, max_per_record: int) -> list[int]:
+        """The attribute indices that templates of ``kind`` ask about, in order (the same for each of them)."""
+        key = f"{kind}/{max_per_record}"
+        chosen = self._samples.get(key)
+        if chosen is None:
+            n = len(self.attributes)
+            chosen = self._samples[key] = sorted(self.rng(key).sample(n, min(max_per_record, n)))
+        return chosen
 
 
 class Expander:
@@ -111,19 +154,27 @@ class Expander:
         self.conversations = [t for t in registry if t.kind == "conversation"]
         self._applicable_cache: dict[tuple, list[Template]] = {}
         self._count_cache: dict[tuple, int] = {}
+        self._candidates_cache: dict[tuple, list[Template]] = {}
+        self._questions_cache: dict[tuple[str, str], tuple[Phrasing, ...]] = {}
+        self._memo = RenderMemo()
         self.turn_templates = {
             family: [t for t in self.templates if t.family == family and t.kind in kinds]
             for family, kinds in TURN_KINDS.items()
         }
 
     def expand(self, chain: FakeChain) -> Iterator[Pair]:
-        base = record_context(chain, self.taxonomy)
-        for template in self._applicable(chain):
-            rng = rng_for(self.seed, chain.id, template.name)
-            yield from self._single(template, chain, base, rng)
+        record = _Record(self.seed, chain, record_context(chain, self.taxonomy))
+        for template in self._applicable(chain, record.requirable):
+            rng = record.rng(template.name)
+            if template.kind in ATTRIBUTE_KINDS:
+                # templates of one kind share the sample, so both polarities of a yes/no attribute question are
+                # asked about the same attributes and their yes/no answers balance exactly
+                for index in record.sample(template.kind, template.max_per_record):
+                    yield self._answer(template, record, record.attribute_context(index), rng)
+            else:
+                yield self._answer(template, record, record.base, rng)
         for template in self.conversations:
-            rng = rng_for(self.seed, chain.id, template.name)
-            pair = self._conversation(template, chain, base, rng)
+            pair = self._conversation(template, chain, record, record.rng(template.name))
             if pair is not None:
                 yield pair
 
@@ -131,36 +182,9 @@ class Expander:
     def _applies(template: Template, chain: FakeChain) -> bool:
         return all(getattr(chain, name) for name in template.requires)
 
-    def _new_pair(self, template: Template, chain: FakeChain, template_id: str, turns, attribute=None) -> Pair:
-        suffix = f"/{attribute}" if attribute else ""
-        return Pair(
-            id=f"{chain.id}/{template.name}{suffix}",
-            task=template.family,
-            template_id=template_id,
-            chain_id=chain.id,
-            image=chain.image,
-            label=chain.label,
-            generator=chain.source.generator,
-            group=chain.group,
-            turns=turns,
-            attribute=attribute,
-        )
-
-    def _single(self, template: Template, chain: FakeChain, base: dict, rng: Rng) -> Iterator[Pair]:
-        if template.kind in ATTRIBUTE_KINDS:
-            # templates of one kind share the sample, so both polarities of a yes/no attribute question are
-            # asked about the same attributes and their yes/no answers balance exactly
-            attributes = base["attributes"]
-            sampler = rng_for(self.seed, chain.id, f"{template.kind}/{template.max_per_record}")
-            chosen = sorted(sampler.sample(len(attributes), min(template.max_per_record, len(attributes))))
-            for index in chosen:
-                yield self._answer(template, chain, {**base, "attribute": attributes[index]}, rng)
-        else:
-            yield self._answer(template, chain, base, rng)
-
-    def _applicable(self, chain: FakeChain) -> list[Template]:
+    def _applicable(self, chain: FakeChain, key: tuple | None = None) -> list[Template]:
         """The non-conversation templates whose required fields ``chain`` fills (memoised by which it fills)."""
-        key = tuple(bool(getattr(chain, name)) for name in REQUIRABLE)
+        key = key or tuple(bool(getattr(chain, name)) for name in REQUIRABLE)
         if key not in self._applicable_cache:
             self._applicable_cache[key] = [t for t in self.templates if self._applies(t, chain)]
         return self._applicable_cache[key]
@@ -185,17 +209,32 @@ class Expander:
             candidates = [t for t in candidates if t.kind in OPEN_KINDS]
         return candidates
 
-    def _answer(self, template: Template, chain: FakeChain, context: dict, rng: Rng) -> Pair:
-        """Render one (question, answer) pair of a non-conversation template."""
+    def _answer(self, template: Template, record: _Record, context: dict, rng: Rng) -> Pair:
+        """One (question, answer) pair of a non-conversation template."""
+        question, answer, template_id, positive, negative, word, name = self._turn(template, context, rng)
+        chain_id, image, label, generator, group = record.meta
+        pair_id = f"{chain_id}/{template.name}/{name}" if name else f"{chain_id}/{template.name}"
+        turns = [(question, answer)]
+        return Pair(
+            pair_id, template.family, template_id, chain_id, image, label, generator, group, turns, name, positive,
+            negative, word,
+        )  # fmt: skip
+
+    def _turn(self, template: Template, context: dict, rng: Rng) -> tuple:
+        """Render one (question, answer) of a non-conversation template: (question, answer, template id,
+        positive word, negative word, answer word, attribute name)."""
         context, positive, negative, word = self._closed_context(template, context, rng)
         attribute = context.get("attribute")
         questions = template.questions
         if attribute is not None:
-            questions = template.questions_by_attribute.get(attribute["name"], ()) + questions
-        qi, question = _pick(rng, questions)
-        ai, answer = _pick(rng, template.answers)
-        q_text = question.static or render(question.compiled, context, file=template.file, field=f"questions[{qi}]")
-        a_text = answer.static or render(answer.compiled, context, file=template.file, field=f"answers[{ai}]")
+            questions = self._attribute_questions(template, attribute["name"])
+        qi = rng.randrange(len(questions))
+        question = questions[qi]
+        ai = rng.randrange(len(template.answers))
+        answer = template.answers[ai]
+        render = self._memo.render
+        q_text = question.static or render(question, context, template.file, "questions", qi)
+        a_text = answer.static or render(answer, context, template.file, "answers", ai)
         if word is not None and not _starts_with_word(a_text, word):
             raise TemplateError(
                 f"answer does not start with the answer word {word!r}: {a_text[:80]!r}",
@@ -203,9 +242,15 @@ class Expander:
                 field=f"answers[{ai}]",
             )
         name = attribute["name"] if attribute else None
-        pair = self._new_pair(template, chain, f"{template.name}#q{qi}a{ai}", [(q_text, a_text)], name)
-        pair.positive_word, pair.negative_word, pair.answer_word = positive, negative, word
-        return pair
+        return q_text, a_text, f"{template.name}#q{qi}a{ai}", positive, negative, word, name
+
+    def _attribute_questions(self, template: Template, name: str) -> tuple[Phrasing, ...]:
+        key = (template.name, name)
+        questions = self._questions_cache.get(key)
+        if questions is None:
+            questions = template.questions_by_attribute.get(name, ()) + template.questions
+            self._questions_cache[key] = questions
+        return questions
 
     @staticmethod
     def _closed_context(template: Template, context: dict, rng: Rng):
@@ -227,28 +272,42 @@ class Expander:
             return {**context, "answer": word, "options": shown}, letters["fake"], letters["real"], word
         return context, None, None, None
 
-    def _conversation(self, template: Template, chain: FakeChain, base: dict, rng: Rng) -> Pair | None:
-        attributes = base["attributes"]
-        context = {**base, "attribute": attributes[rng.randrange(len(attributes))]}
+    def _conversation(self, template: Template, chain: FakeChain, record: _Record, rng: Rng) -> Pair | None:
+        context = record.attribute_context(rng.randrange(len(record.attributes)))
         turns, ids = [], []
-        first_closed: Pair | None = None
+        first_closed = None
         for i, turn in enumerate(template.turns):
-            candidates = self._turn_candidates(turn, chain)
+            key = (template.name, i, record.requirable)
+            candidates = self._candidates_cache.get(key)
+            if candidates is None:
+                candidates = self._candidates_cache[key] = self._turn_candidates(turn, chain)
             if not candidates:
                 return None
             component = candidates[rng.randrange(len(candidates))]
-            pair = self._answer(component, chain, context if component.kind in ATTRIBUTE_KINDS else base, rng)
-            question, answer = pair.turns[0]
+            own = context if component.kind in ATTRIBUTE_KINDS else record.base
+            question, answer, template_id, positive, negative, word, _ = self._turn(component, own, rng)
             if turn.questions:
-                qi, phrasing = _pick(rng, turn.questions)
-                field = f"turns[{i}].questions[{qi}]"
-                question = phrasing.static or render(phrasing.compiled, context, file=template.file, field=field)
+                qi = rng.randrange(len(turn.questions))
+                phrasing = turn.questions[qi]
+                where = f"turns[{i}].questions"
+                question = phrasing.static or self._memo.render(phrasing, context, template.file, where, qi)
             turns.append((question, answer))
-            ids.append(pair.template_id)
-            if first_closed is None and i == 0 and pair.positive_word:
-                first_closed = pair
-        out = self._new_pair(template, chain, f"{template.name}#" + "+".join(ids), turns)
+            ids.append(template_id)
+            if first_closed is None and i == 0 and positive:
+                first_closed = (positive, negative, word)
+        chain_id, image, label, generator, group = record.meta
+        template_id = f"{template.name}#" + "+".join(ids)
+        out = Pair(
+            f"{chain_id}/{template.name}",
+            template.family,
+            template_id,
+            chain_id,
+            image,
+            label,
+            generator,
+            group,
+            turns,
+        )
         if first_closed is not None:
-            out.positive_word, out.negative_word = first_closed.positive_word, first_closed.negative_word
-            out.answer_word = first_closed.answer_word
+            out.positive_word, out.negative_word, out.answer_word = first_closed
         return out

@@ -210,9 +210,23 @@ def _run_shards(config: GenerateConfig, pool, todo, done: dict, out: Path, plann
 
     progress = tqdm(total=planned_pairs, unit="pair", desc="generate", disable=not config.progress)
     results = pool.imap_unordered(render_shard, todo) if pool else map(render_shard, todo)
+    entries = {name: _manifest_entry(name, entry) for name, entry in done.items()}
     with progress:
         for result in results:
             done[result.name] = {k: v for k, v in asdict(result).items() if k != "name"}
-            manifest = {"shards": dict(sorted(done.items()))}
-            write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+            entries[result.name] = _manifest_entry(result.name, done[result.name])
+            write_text(out / MANIFEST_FILE, _manifest_text(entries))
             progress.update(result.rows + result.duplicates)
+
+
+def _manifest_entry(name: str, entry: dict) -> str:
+    """One shard's lines of ``manifest.json``, as ``json.dumps(manifest, indent=1, sort_keys=True)`` writes them."""
+    return f"  {json.dumps(name)}: " + json.dumps(entry, indent=1, sort_keys=True).replace("\n", "\n  ")
+
+
+def _manifest_text(entries: dict[str, str]) -> str:
+    """The manifest of ``entries`` (from :func:`_manifest_entry`): serialising each shard once, rather than the whole
+    manifest after every shard, keeps the main process off the CPU that the workers need."""
+    if not entries:
+        return json.dumps({"shards": {}}, indent=1) + "\n"
+    return '{\n "shards": {\n' + ",\n".join(entries[name] for name in sorted(entries)) + "\n }\n}\n"

@@ -120,20 +120,22 @@ def read_chains(
     start: int = 0,
     end: int | None = None,
     check_duplicates: bool = True,
+    image_cache: dict | None = None,
 ) -> Iterator[Line]:
     """Yield every non-blank line of ``path`` parsed, validated and (optionally) image-checked.
 
     ``root`` is the dataset root that image paths are relative to; it defaults to the file's folder.
     A record whose id already appeared on an earlier valid line is rejected. ``start``/``end`` read only the
     lines that begin in that byte range (``start`` must be a line start); line numbers then count from 1 at
-    ``start``, and duplicate ids can only be found across ranges by the caller.
+    ``start``, and duplicate ids can only be found across ranges by the caller. ``image_cache`` carries the image
+    checks (keyed by file identity, as in :func:`check_record_image`) from one call to the next.
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
     taxonomy = taxonomy or default_taxonomy()
     file = str(path)
     seen: dict[str, int] = {}
-    image_cache: dict = {}
+    image_cache = {} if image_cache is None else image_cache.setdefault((str(root), limits), {})
     try:
         handle = path.open("rb")
     except OSError as err:

@@ -33,38 +33,53 @@ class ShardResult:
     stats: dict
 
 
-def _link_image(root: Path, out: Path, relative: str) -> None:
-    dst = out / "images" / relative
-    if dst.exists():
-        return
+def _link_image(root: Path, images: str, relative: str, folders: set[str]) -> None:
+    """Hard-link (else copy) the record's image to ``images/relative``, once.
+
+    ``os.link`` creates the name atomically, complete or not at all, so no temporary name is needed, and a name
+    that another worker or an earlier run made is left alone. ``folders`` remembers the folders this worker
+    made: creating the folder again for each record cost a system call per record.
+    """
     src = resolve_inside(root, relative)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    dst = f"{images}/{relative}"
+    folder = dst.rpartition("/")[0]
+    if folder not in folders:
+        os.makedirs(folder, exist_ok=True)
+        folders.add(folder)
     try:
-        os.link(src, tmp)
+        os.link(src, dst)
+        return
+    except FileExistsError:
+        if os.path.exists(dst):
+            return
     except OSError:
-        shutil.copyfile(src, tmp)
+        pass
+    # another file system, or no hard links there, or a dangling link in the way: copy, then rename over
+    tmp = f"{folder}/.{dst.rpartition('/')[2]}.{os.getpid()}.tmp"
+    shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
 
 
 def render_shard(spec: ShardSpec) -> ShardResult:
     config, expander, chains = STATE["config"], STATE["expander"], STATE["chains"]
     root, out = Path(config.root), Path(config.out)
+    images, folders = str(out / "images"), STATE.setdefault("image_folders", set())
+    context = {"taxonomy": STATE["taxonomy"]}
     pairs, refs, seen = [], [], set()
     duplicates = 0
     image_bytes: dict[str, bytes] = {}
     for offset, length in spec.records:
         chains.seek(offset)
-        chain = FakeChain.model_validate_json(chains.read(length), context={"taxonomy": STATE["taxonomy"]})
+        chain = FakeChain.model_validate_json(chains.read(length), context=context)
         if config.images == "embed":
             if chain.image not in image_bytes:
                 image_bytes[chain.image] = resolve_inside(root, chain.image).read_bytes()
             ref = {"bytes": image_bytes[chain.image], "path": chain.image}
         else:
-            _link_image(root, out, chain.image)
+            _link_image(root, images, chain.image, folders)
             ref = f"images/{chain.image}"
         for pair in expander.expand(chain):
-            key = (pair.image, tuple(pair.turns))
+            key = (pair.image, *pair.turns)
             if key in seen:
                 duplicates += 1
                 continue

@@ -8,20 +8,26 @@ neither collapse as duplicates nor share split components. Then, in the same run
 - ``seconds``: `fakeinstruct generate` as a subprocess, timed from start to exit;
 - ``peak_rss_mb``: the largest sum of the resident memory of that process and its workers, sampled every 100 ms;
 - ``floor_seconds``: the same number of pairs, already rendered, written by the same shard writer in the
-  same number of processes, with no templating: the cost of the output alone.
+  same number of processes, with no templating: the cost of the output alone. The pairs (those of the first
+  500 records) are rendered before the floor is timed and handed to the processes as they start.
 
-The last line printed is a JSON object: pairs, seconds, pairs_per_s, peak_rss_mb, floor_seconds, ratio_to_floor.
+The last line printed is a JSON object: pairs, seconds, pairs_per_s, peak_rss_mb, floor_seconds, ratio_to_floor, and
+the CPU seconds of both (``cpu_seconds``, ``floor_cpu_seconds``: all their processes together), which another job on
+the machine disturbs less than the wall-clock times.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import math
 import multiprocessing as mp
 import os
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,10 +101,17 @@ class TreeRss:
         return self.peak
 
 
-def run_generate(chains: Path, out: Path, workers: int, shard_size: int, fmt: str) -> tuple[float, int]:
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes (and theirs, once waited for): less noisy than wall time on a
+    shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_generate(chains: Path, out: Path, workers: int, shard_size: int, fmt: str) -> tuple[float, int, float]:
     argv = [sys.executable, "-m", "fakeinstruct.cli", "-q", "generate", str(chains), "--out", str(out)]
     argv += ["--workers", str(workers), "--shard-size", str(shard_size), "--format", fmt, "--no-progress"]
-    start = time.perf_counter()
+    cpu, start = _children_cpu(), time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     sampler = TreeRss(proc.pid)
     code = proc.wait()
@@ -106,18 +119,25 @@ def run_generate(chains: Path, out: Path, workers: int, shard_size: int, fmt: st
     peak = sampler.stop()
     if code != 0:
         sys.exit(f"generate failed with exit code {code}")
-    return seconds, peak
+    return seconds, peak, _children_cpu() - cpu
 
 
 _FLOOR: dict = {}
+FLOOR_RECORDS = 500
 
 
-def _floor_init(chains: str, fmt: str) -> None:
+def floor_pairs(chains: Path) -> list:
+    """The pairs the floor writes over and over: those of the first records of ``chains``, rendered here, before
+    the floor is timed, so that the floor holds no templating and reads none of the input."""
+    expander = Expander(load_registry(check=False), default_taxonomy())
+    with chains.open("rb") as handle:
+        lines = [line for line in itertools.islice(handle, FLOOR_RECORDS) if line.strip()]
+    return [p for line in lines for p in expander.expand(FakeChain.model_validate_json(line))]
+
+
+def _floor_init(pairs: list, fmt: str) -> None:
     from fakeinstruct.arrow_schema import arrow_schema
 
-    expander = Expander(load_registry(check=False), default_taxonomy())
-    lines = Path(chains).read_bytes().splitlines()[:500]
-    pairs = [p for line in lines for p in expander.expand(FakeChain.model_validate_json(line))]
     _FLOOR.update(pairs=pairs, fmt=fmt, schema=arrow_schema(fmt, False))
 
 
@@ -134,17 +154,21 @@ def _floor_shard(task: tuple[str, int, int]) -> int:
     return rows
 
 
-def run_floor(chains: Path, out: Path, pairs: int, workers: int, shard_size: int, fmt: str) -> float:
+def run_floor(pool_pairs: list, out: Path, pairs: int, workers: int, shard_size: int, fmt: str) -> tuple[float, float]:
+    """Seconds to write ``pairs`` pairs with the shard writer in ``workers`` processes, started as generate
+    starts its workers (spawned; their start-up is timed, as generate's is); also their CPU seconds."""
     out.mkdir(parents=True, exist_ok=True)
     tasks = [
         (str(out / f"floor-{i:05d}.parquet"), i * shard_size, min(shard_size, pairs - i * shard_size))
         for i in range(math.ceil(pairs / shard_size))
     ]
-    start = time.perf_counter()
-    with mp.get_context("spawn").Pool(workers, _floor_init, (str(chains), fmt)) as pool:
+    cpu, start = _children_cpu(), time.perf_counter()
+    with mp.get_context("spawn").Pool(workers, _floor_init, (pool_pairs, fmt)) as pool:
         written = sum(pool.imap_unordered(_floor_shard, tasks))
+        pool.close()
+        pool.join()  # waited for, so that their CPU time is counted
     assert written == pairs
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - cpu
 
 
 def main() -> None:
@@ -163,10 +187,15 @@ def main() -> None:
         logger.info("building the input for %d pairs from %s", args.pairs, args.chains)
         chains, expected = build_input(args.chains, work, args.pairs)
         logger.info("input: %s (%d pairs expected); running generate with %d workers", chains, expected, args.workers)
-        seconds, peak = run_generate(chains, work / "out", args.workers, args.shard_size, args.format)
+        for previous in (work / "out", work / "floor"):  # a kept --work-dir would otherwise be resumed
+            shutil.rmtree(previous, ignore_errors=True)
+        seconds, peak, cpu = run_generate(chains, work / "out", args.workers, args.shard_size, args.format)
         stats = json.loads((work / "out" / "stats.json").read_text())
         logger.info("generate: %.1f s; now the writer floor", seconds)
-        floor = run_floor(chains, work / "floor", stats["pairs"], args.workers, args.shard_size, args.format)
+        pool_pairs = floor_pairs(chains)
+        floor, floor_cpu = run_floor(
+            pool_pairs, work / "floor", stats["pairs"], args.workers, args.shard_size, args.format
+        )
     result = {
         "pairs": stats["pairs"],
         "seconds": round(seconds, 2),
@@ -174,6 +203,8 @@ def main() -> None:
         "peak_rss_mb": round(peak / 2**20),
         "floor_seconds": round(floor, 2),
         "ratio_to_floor": round(floor / seconds, 3),
+        "cpu_seconds": round(cpu, 2),
+        "floor_cpu_seconds": round(floor_cpu, 2),
         "workers": args.workers,
         "format": args.format,
         "duplicates_removed": stats["duplicates_removed"],
