@@ -123,21 +123,17 @@ class RenderMemo:
 
 def _key(compiled, plan, context: dict) -> tuple | None:
     names, attribute_keys = plan
-    key = [compiled]
-    for name in names:
-        value = context.get(name, _UNSEEN)
-        if type(value) is not str:
-            value = _plain(value)
-            if value is _UNSEEN:
-                return None
-        key.append(value)
+    sources = [(context, names)]
     if attribute_keys:
         attribute = context.get("attribute")
         if type(attribute) is not dict:
             return None
-        for name in attribute_keys:
-            value = attribute.get(name, _UNSEEN)
-            if type(value) is not str:
+        sources.append((attribute, attribute_keys))
+    key = [compiled]
+    for source, keys in sources:
+        for name in keys:
+            value = source.get(name, _UNSEEN)
+            if type(value) is not str:  # strings, the usual case, stand for themselves
                 value = _plain(value)
                 if value is _UNSEEN:
                     return None

@@ -172,3 +172,14 @@ def assert_assistant_only_labels(batch, tokenizer, image_token_id: int, image_to
         assert labels == expected
         image_labels = [label for token, label in zip(ids, labels, strict=True) if token == image_token_id]
         assert image_labels == [-100] * image_tokens
+
+
+def masked_runs(ids, mask) -> list[list[int]]:
+    """The runs of consecutive token ids where ``mask`` is set (one run per trained answer)."""
+    runs, run = [], []
+    for token, masked in zip(ids, mask, strict=True):
+        if masked:
+            run.append(token)
+        elif run:
+            runs, run = [*runs, run], []
+    return [*runs, run] if run else runs

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import masked_runs
 from conftest import run_logged as run
 from trl import ModelConfig, SFTConfig
 
@@ -263,13 +264,7 @@ def test_llava_chat_template_trains_answers_and_their_eos(tiny_model):
     out = processor.tokenizer.apply_chat_template(
         messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
-    runs, run = [], []
-    for token, masked in zip(out["input_ids"], out["assistant_masks"], strict=True):
-        if masked:
-            run.append(token)
-        elif run:
-            runs, run = [*runs, run], []
-    runs += [run] if run else []
+    runs = masked_runs(out["input_ids"], out["assistant_masks"])
     assert [processor.tokenizer.decode(r).strip() for r in runs] == ["Fake. Edges.</s>", "Texture.</s>"]
 
 
@@ -296,13 +291,7 @@ def test_idefics3_chat_template_trains_answers_and_their_end_of_utterance(tiny_i
     out = processor.tokenizer.apply_chat_template(
         messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
-    runs, run = [], []
-    for token, masked in zip(out["input_ids"], out["assistant_masks"], strict=True):
-        if masked:
-            run.append(token)
-        elif run:
-            runs, run = [*runs, run], []
-    runs += [run] if run else []
+    runs = masked_runs(out["input_ids"], out["assistant_masks"])
     decoded = [processor.tokenizer.decode(r) for r in runs]
     assert decoded == [" Fake. Edges.<end_of_utterance>", " Texture.<end_of_utterance>"]
 

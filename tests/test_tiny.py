@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_assistant_only_labels
+from conftest import assert_assistant_only_labels, masked_runs
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -130,12 +130,7 @@ def test_assistant_mask_covers_exactly_the_answers(processor):
         (["Fake. The edges are too clean.", "The texture repeats."], ["Yes."]),
         strict=True,
     ):
-        runs, run = [], []
-        for token, masked in zip(ids, mask, strict=True):
-            if masked:
-                run.append(token)
-            elif run:
-                runs, run = [*runs, run], []
+        runs = masked_runs(ids, mask)
         assert [tokenizer.decode(r) for r in runs] == [a + "</s>" for a in answers]
         assert ids.count(processor.image_token_id) == IMAGE_TOKENS
 
