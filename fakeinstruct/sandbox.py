@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from jinja2 import StrictUndefined, Template
 from jinja2 import filters as jinja_filters
-from jinja2.runtime import new_context
+from jinja2.runtime import LoopContext, new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from fakeinstruct.errors import TemplateError
@@ -66,6 +66,9 @@ class _Template(Template):
 
 
 _PLAIN_TYPES = (str, int, float, bool, tuple, type(None))
+# Types whose attributes' safety depends on the type and the name only: builtin immutable values, and the loop
+# variable (``loop.index``, ``loop.cycle``), a fixed Jinja class read several times per loop iteration.
+_VERDICT_TYPES = frozenset((*_PLAIN_TYPES, LoopContext))
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -73,9 +76,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     cost per pair.
 
     - ``obj.key`` on a context dict returns the item directly; the sandbox would first try (and fail) an
-      attribute lookup, then do the same item lookup. Our context keys never shadow a dict method.
-    - whether an attribute of a builtin immutable value (``str.rstrip``) is safe depends on its type and name
-      only, so the sandbox's verdict is computed once per (type, name).
+      attribute lookup, then do the same item lookup. Our context keys never shadow a dict method. Likewise
+      ``loop.last`` once the sandbox has judged ``last`` safe on the loop variable.
+    - whether an attribute of a builtin immutable value (``str.rstrip``) or of the loop variable is safe depends
+      on its type and name only, so the sandbox's verdict is computed once per (type, name).
     """
 
     _verdicts: ClassVar[dict] = {}
@@ -84,12 +88,17 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(("+", "*", "**", "%"))
 
     def getattr(self, obj, attribute):
-        if type(obj) is dict and attribute in obj:
+        kind = type(obj)
+        if kind is dict and attribute in obj:
             return obj[attribute]
+        if kind is LoopContext and self._verdicts.get((kind, attribute)):
+            # a name the sandbox has already judged safe on the loop variable: every one is a property or method
+            # of the class, so it exists and is never str.format, the two cases the full lookup is for
+            return getattr(obj, attribute)
         return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj, attr, value):
-        if type(obj) not in _PLAIN_TYPES:
+        if type(obj) not in _VERDICT_TYPES:
             return super().is_safe_attribute(obj, attr, value)
         key = (type(obj), attr)
         verdict = self._verdicts.get(key)

@@ -107,6 +107,26 @@ def render_source(source: str, **context) -> str:
     return render(environment().from_string(source), with_globals(context), file="t.yaml", field="answers[0]")
 
 
+LOOP_READS = (
+    "{% for r in 'abcd' %}{{ loop.index }}{{ loop.cycle('x', 'y') }}{{ loop.last }}{{ loop.length }}{% endfor %}"
+)
+
+
+@pytest.mark.parametrize(
+    "expression", ["loop.__class__", "loop._iterator", "loop.cycle.__self__", "loop.__init__", "'x'.__class__"]
+)
+def test_internals_stay_refused_after_safe_reads_of_the_same_kind_of_object(expression):
+    # the loop variable's and str's safe names are judged once and then read directly; the rest never are
+    render_source(LOOP_READS)
+    with pytest.raises(TemplateError, match=r"SecurityError: access to attribute '_*\w+' of '\w+' object is unsafe"):
+        render_source(LOOP_READS + "{% for r in [1] %}{{ " + expression + " }}{% endfor %}")
+
+
+def test_loop_variable_reads_render_as_in_jinjas_own_sandbox():
+    plain = ImmutableSandboxedEnvironment(undefined=StrictUndefined).from_string(LOOP_READS).render()
+    assert render_source(LOOP_READS) == render_source(LOOP_READS) == plain == "1xFalse42yFalse43xFalse44yTrue4"
+
+
 def test_loops_up_to_the_limit_render_and_one_more_fails():
     total = f"{{% for i in range({MAX_LOOP_ITERATIONS - 1}) %}}{{% endfor %}}{{% for i in range(1) %}}ok{{% endfor %}}"
     assert render_source(total) == "ok"
