@@ -104,7 +104,7 @@ Visual instruction pairs for explainable AI-generated-image detection, expanded 
 reasoning steps and a conclusion) by `fakeinstruct generate` {config["fakeinstruct_version"]}.
 
 - **Pairs:** {stats["pairs"]} from {records["valid"]} records ({records["rejected"]} rejected by validation,
-  {stats["duplicates_removed"]} exact duplicates removed)
+  {stats["duplicates_removed"]} exact duplicates removed{_failures(stats)})
 - **Format:** `{config["format"]}`, {ext} shards under `train/`, `validation/`, `test/`
 - **Seed:** {config["seed"]}; **template set:** `{config["templates"]}` ({len(config["template_names"])} templates);
   **FakeChain schema:** {config["schema_version"]}; **chains file sha256:** `{config["chains_sha256"][:16]}...`
@@ -156,3 +156,10 @@ template set give byte-identical shards, whatever the number of workers.
 The images keep their own licenses; see each record's `source.license` in the FakeChain file. The text was
 generated from FakeChain annotations by templates distributed under the toolkit's license.
 """
+
+
+def _failures(stats: dict) -> str:
+    failed = stats.get("template_failures", {}).get("pairs", 0)
+    if not failed:
+        return ""
+    return f", {failed} left out because their template failed on their record: see `template_failures` in stats.json"

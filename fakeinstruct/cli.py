@@ -72,9 +72,12 @@ def _cmd_generate(args) -> int:
         check_images=not args.no_check_images,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        strict=args.strict,
     )
     result = generate(config)
     print(f"{result.pairs} pairs from {result.records} records ({result.rejected} rejected) -> {result.out}")
+    if result.template_failures:
+        print(f"  {result.template_failures} pairs left out: their template failed on their record (see stats.json)")
     for task, n in result.stats["per_task"].items():
         print(f"  {task:<12} {n:>8}")
     return 0
@@ -170,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taxonomy", help="YAML file extending the attribute taxonomy")
     p.add_argument("--no-check-images", action="store_true", help="skip opening the images")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first template that fails on a record (default: leave that pair out, report it, go on)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 

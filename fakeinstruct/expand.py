@@ -7,7 +7,7 @@ pairs never depend on which worker or shard handles it, nor on the other records
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from hashlib import blake2b
 
@@ -162,19 +162,34 @@ class Expander:
             for family, kinds in TURN_KINDS.items()
         }
 
-    def expand(self, chain: FakeChain) -> Iterator[Pair]:
+    def expand(self, chain: FakeChain, on_error: Callable[[TemplateError], None] | None = None) -> Iterator[Pair]:
+        """The pairs of ``chain``. A template that fails on it raises, or, with ``on_error``, is reported there
+        and its pair left out: every generator is seeded per template, so the record's other pairs are the same
+        either way."""
         record = _Record(self.seed, chain, record_context(chain, self.taxonomy))
         for template in self._applicable(chain, record.requirable):
             rng = record.rng(template.name)
             if template.kind in ATTRIBUTE_KINDS:
                 # templates of one kind share the sample, so both polarities of a yes/no attribute question are
                 # asked about the same attributes and their yes/no answers balance exactly
-                for index in record.sample(template.kind, template.max_per_record):
-                    yield self._answer(template, record, record.attribute_context(index), rng)
+                contexts = [record.attribute_context(i) for i in record.sample(template.kind, template.max_per_record)]
             else:
-                yield self._answer(template, record, record.base, rng)
+                contexts = [record.base]
+            for context in contexts:
+                try:
+                    yield self._answer(template, record, context, rng)
+                except TemplateError as err:
+                    if on_error is None:
+                        raise
+                    on_error(err)
         for template in self.conversations:
-            pair = self._conversation(template, chain, record, record.rng(template.name))
+            try:
+                pair = self._conversation(template, chain, record, record.rng(template.name))
+            except TemplateError as err:
+                if on_error is None:
+                    raise
+                on_error(err)
+                continue
             if pair is not None:
                 yield pair
 

@@ -29,9 +29,10 @@ from fakeinstruct.taxonomy import load_taxonomy
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "fakeinstruct_config.json"
 MANIFEST_FILE = "manifest.json"
+MAX_EXAMPLES = 10  # template failures kept in stats.json as examples (all are counted)
 IMAGE_MODES = ("relative", "embed")
 # Config fields that do not change the output: a resumed run may differ in these.
-_NOT_OUTPUT = ("workers", "overwrite", "progress", "out", "chains", "root", "template_dirs", "taxonomy")
+_NOT_OUTPUT = ("workers", "overwrite", "progress", "out", "chains", "root", "template_dirs", "taxonomy", "strict")
 
 
 @dataclass
@@ -55,6 +56,8 @@ class GenerateConfig:
     check_images: bool = True
     overwrite: bool = False
     progress: bool = True
+    # a template that fails on a record stops the run, instead of leaving that pair out and reporting it
+    strict: bool = False
 
     def validate(self) -> None:
         if self.format not in FORMATS:
@@ -80,6 +83,7 @@ class GenerateResult:
     duplicates: int
     resumed_shards: int
     stats: dict
+    template_failures: int = 0
 
 
 def _file_sha256(path: Path) -> str:
@@ -191,6 +195,7 @@ def generate(config: GenerateConfig) -> GenerateResult:
     stats = PairStats.merged(e["stats"] for e in done.values())
     summary = stats.summary()
     summary["duplicates_removed"] = sum(e["duplicates"] for e in done.values())
+    summary["template_failures"] = failures = _merged_failures(done)
     summary["records"] = {"valid": plan.records, "rejected": rejected, "per_split": plan.records_per_split}
     write_text(out / "stats.json", json.dumps(summary, indent=2) + "\n")
     from fakeinstruct.card import render_dataset_card
@@ -198,7 +203,14 @@ def generate(config: GenerateConfig) -> GenerateResult:
     write_text(out / "README.md", render_dataset_card(identity | {"out": str(out)}, summary))
     logger.info("wrote %d pairs (%d duplicates removed) to %s", stats.pairs, summary["duplicates_removed"], out)
     return GenerateResult(
-        out, plan.records, rejected, stats.pairs, summary["duplicates_removed"], len(plan.shards) - len(todo), summary
+        out,
+        plan.records,
+        rejected,
+        stats.pairs,
+        summary["duplicates_removed"],
+        len(plan.shards) - len(todo),
+        summary,
+        failures["pairs"],
     )
 
 
@@ -213,10 +225,11 @@ def _run_shards(config: GenerateConfig, pool, todo, done: dict, out: Path, plann
     entries = {name: _manifest_entry(name, entry) for name, entry in done.items()}
     with progress:
         for result in results:
-            done[result.name] = {k: v for k, v in asdict(result).items() if k != "name"}
+            # a shard without failures keeps the manifest entry it always had
+            done[result.name] = {k: v for k, v in asdict(result).items() if k != "name" and v != {}}
             entries[result.name] = _manifest_entry(result.name, done[result.name])
             write_text(out / MANIFEST_FILE, _manifest_text(entries))
-            progress.update(result.rows + result.duplicates)
+            progress.update(result.rows + result.duplicates + result.failures.get("pairs", 0))
 
 
 def _manifest_entry(name: str, entry: dict) -> str:
@@ -230,3 +243,23 @@ def _manifest_text(entries: dict[str, str]) -> str:
     if not entries:
         return json.dumps({"shards": {}}, indent=1) + "\n"
     return '{\n "shards": {\n' + ",\n".join(entries[name] for name in sorted(entries)) + "\n }\n}\n"
+
+
+def _merged_failures(done: dict) -> dict:
+    """The template failures of every shard, in shard order, each template's logged once with an example."""
+    merged: dict = {"pairs": 0, "by_template": {}, "examples": []}
+    for name in sorted(done):
+        failures = done[name].get("failures", {})
+        merged["pairs"] += failures.get("pairs", 0)
+        for key, count in failures.get("by_template", {}).items():
+            merged["by_template"][key] = merged["by_template"].get(key, 0) + count
+        # keys sorted as the manifest stores them: a resumed shard's examples read back from it look the same
+        merged["examples"] += (dict(sorted(e.items())) for e in failures.get("examples", []))
+    merged["examples"].sort(key=lambda e: e["line"])
+    for key, count in sorted(merged["by_template"].items()):
+        template, _, field_name = key.rpartition(": ")
+        first = next((e for e in merged["examples"] if (e["template"], e["field"]) == (template, field_name)), None)
+        example = f"; first on line {first['line']} (record {first['id']!r}): {first['error']}" if first else ""
+        logger.warning("%s: %s failed %d time(s); those pairs were left out%s", template, field_name, count, example)
+    merged["examples"] = merged["examples"][:MAX_EXAMPLES]
+    return merged

@@ -41,7 +41,7 @@ class RecordRef:
 class ShardSpec:
     split: str
     index: int
-    records: list[tuple[int, int]] = field(default_factory=list)  # (offset, length) in the chains file
+    records: list[tuple[int, int, int]] = field(default_factory=list)  # (offset, length, line) in the chains file
     planned_pairs: int = 0
 
     @property
@@ -153,7 +153,7 @@ def plan_shards(refs: list[RecordRef], ratios: dict[str, float], seed: int, shar
         split = split_of[records[0].id]
         shard = current[split]
         for ref in records:
-            shard.records.append((ref.offset, ref.length))
+            shard.records.append((ref.offset, ref.length, ref.line))
             shard.planned_pairs += ref.pairs
         if shard.planned_pairs >= shard_size:
             shards.append(shard)

@@ -10,17 +10,21 @@ import hashlib
 import io
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
 from fakeinstruct.atomic import atomic_write
 from fakeinstruct.chain import FakeChain
+from fakeinstruct.errors import TemplateError
 from fakeinstruct.images import resolve_inside
 from fakeinstruct.plan import ShardSpec
 from fakeinstruct.stats import PairStats
 from fakeinstruct.worker import STATE
+
+# failed renders kept as examples per shard; all of them are counted
+MAX_FAILURE_EXAMPLES = 5
 
 
 @dataclass
@@ -31,6 +35,9 @@ class ShardResult:
     duplicates: int
     sha256: str
     stats: dict
+    # pairs left out because their template failed on their record: {} when none, else their count, the count per
+    # template file and field, and the first few failures (see _failure_summary)
+    failures: dict = field(default_factory=dict)
 
 
 def _link_image(root: Path, images: str, relative: str, folders: set[str]) -> None:
@@ -68,9 +75,11 @@ def render_shard(spec: ShardSpec) -> ShardResult:
     pairs, refs, seen = [], [], set()
     duplicates = 0
     image_bytes: dict[str, bytes] = {}
-    for offset, length in spec.records:
+    failures: list[dict] = []
+    for offset, length, line in spec.records:
         chains.seek(offset)
         chain = FakeChain.model_validate_json(chains.read(length), context=context)
+        on_error = _failure_recorder(failures, config, line, chain.id)
         if config.images == "embed":
             if chain.image not in image_bytes:
                 image_bytes[chain.image] = resolve_inside(root, chain.image).read_bytes()
@@ -78,7 +87,7 @@ def render_shard(spec: ShardSpec) -> ShardResult:
         else:
             _link_image(root, images, chain.image, folders)
             ref = f"images/{chain.image}"
-        for pair in expander.expand(chain):
+        for pair in expander.expand(chain, on_error):
             key = (pair.image, *pair.turns)
             if key in seen:
                 duplicates += 1
@@ -92,7 +101,30 @@ def render_shard(spec: ShardSpec) -> ShardResult:
         handle.write(data)
     stats = PairStats()
     stats.add_pairs(pairs, spec.split)
-    return ShardResult(spec.name, path, len(pairs), duplicates, hashlib.sha256(data).hexdigest(), stats.state())
+    digest = hashlib.sha256(data).hexdigest()
+    return ShardResult(spec.name, path, len(pairs), duplicates, digest, stats.state(), _failure_summary(failures))
+
+
+def _failure_summary(failures: list[dict]) -> dict:
+    if not failures:
+        return {}
+    by_template: dict[str, int] = {}
+    for failure in failures:
+        key = f"{failure['template']}: {failure['field']}"
+        by_template[key] = by_template.get(key, 0) + 1
+    return {"pairs": len(failures), "by_template": by_template, "examples": failures[:MAX_FAILURE_EXAMPLES]}
+
+
+def _failure_recorder(failures: list[dict], config, line: int, chain_id: str):
+    """What to do when a template fails on this record: stop (``--strict``) or note it and leave the pair out."""
+
+    def on_error(err: TemplateError) -> None:
+        where = f"record {chain_id!r} on line {line} of {config.chains}"
+        if config.strict:
+            raise TemplateError(f"{err.message} ({where})", file=err.file, field=err.field) from err
+        failures.append({"template": err.file, "field": err.field, "line": line, "id": chain_id, "error": err.message})
+
+    return on_error
 
 
 def encode(pairs, refs, fmt: str, file_format: str, schema) -> bytes:
