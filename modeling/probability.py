@@ -167,8 +167,10 @@ class TokenProbabilityEstimator:
             for plan, rows in groups.items()
             for s in range(0, len(rows), self.batch_size)
         ]
+        # the chat template renders each distinct question once, not once per image
+        prompt_of = {q: prompt_text(self.processor, q) for q in {q.question for q in questions}}
         for plan, rows in tqdm(batches, desc="scoring", unit="batch", disable=not progress or len(batches) < 2):
-            prompts = [prompt_text(self.processor, questions[i].question) for i in rows]
+            prompts = [prompt_of[questions[i].question] for i in rows]
             pos[rows], neg[rows] = self._score_batch([images[i] for i in rows], prompts, plan)
         logit = pos - neg
         return Scores(logit=logit, p=_sigmoid(logit), positive_logprob=pos, negative_logprob=neg)
