@@ -23,13 +23,13 @@ from fakeinstruct.errors import FakeInstructError
 from fakeinstruct.formats import FORMATS
 from fakeinstruct.plan import plan_shards, scan
 from fakeinstruct.registry import load_registry
+from fakeinstruct.shard import MAX_FAILURE_EXAMPLES
 from fakeinstruct.stats import PairStats
 from fakeinstruct.taxonomy import load_taxonomy
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "fakeinstruct_config.json"
 MANIFEST_FILE = "manifest.json"
-MAX_EXAMPLES = 10  # template failures kept in stats.json as examples (all are counted)
 IMAGE_MODES = ("relative", "embed")
 # Config fields that do not change the output: a resumed run may differ in these.
 _NOT_OUTPUT = ("workers", "overwrite", "progress", "out", "chains", "root", "template_dirs", "taxonomy", "strict")
@@ -255,11 +255,11 @@ def _merged_failures(done: dict) -> dict:
             merged["by_template"][key] = merged["by_template"].get(key, 0) + count
         # keys sorted as the manifest stores them: a resumed shard's examples read back from it look the same
         merged["examples"] += (dict(sorted(e.items())) for e in failures.get("examples", []))
-    merged["examples"].sort(key=lambda e: e["line"])
+    merged["examples"].sort(key=lambda e: (e["line"], e["template"], e["field"], e["error"]))
     for key, count in sorted(merged["by_template"].items()):
         template, _, field_name = key.rpartition(": ")
         first = next((e for e in merged["examples"] if (e["template"], e["field"]) == (template, field_name)), None)
         example = f"; first on line {first['line']} (record {first['id']!r}): {first['error']}" if first else ""
         logger.warning("%s: %s failed %d time(s); those pairs were left out%s", template, field_name, count, example)
-    merged["examples"] = merged["examples"][:MAX_EXAMPLES]
+    merged["examples"] = merged["examples"][:MAX_FAILURE_EXAMPLES]
     return merged

@@ -23,8 +23,8 @@ from fakeinstruct.plan import ShardSpec
 from fakeinstruct.stats import PairStats
 from fakeinstruct.worker import STATE
 
-# failed renders kept as examples per shard; all of them are counted
-MAX_FAILURE_EXAMPLES = 5
+# failed renders kept as examples (those on the first lines of the chains file); all of them are counted
+MAX_FAILURE_EXAMPLES = 10
 
 
 @dataclass
@@ -112,7 +112,9 @@ def _failure_summary(failures: list[dict]) -> dict:
     for failure in failures:
         key = f"{failure['template']}: {failure['field']}"
         by_template[key] = by_template.get(key, 0) + 1
-    return {"pairs": len(failures), "by_template": by_template, "examples": failures[:MAX_FAILURE_EXAMPLES]}
+    # each shard keeps its earliest failures, so the run's earliest are the same however the records are sharded
+    examples = sorted(failures, key=lambda f: (f["line"], f["template"], f["field"], f["error"]))
+    return {"pairs": len(failures), "by_template": by_template, "examples": examples[:MAX_FAILURE_EXAMPLES]}
 
 
 def _failure_recorder(failures: list[dict], config, line: int, chain_id: str):

@@ -119,6 +119,12 @@ def test_same_output_and_report_with_two_workers_and_after_a_resume(outputs, tmp
     parallel = run(tmp_path, "parallel", broken_dir, workers=2)
     for name in ("manifest.json", "stats.json"):
         assert (parallel.out / name).read_bytes() == (broken.out / name).read_bytes(), name
+    # other shards, same report: each shard keeps its earliest failures, the run the earliest of those
+    small = run(tmp_path, "small-shards", broken_dir, shard_size=300)
+    report = json.loads((broken.out / "stats.json").read_text())["template_failures"]
+    assert json.loads((small.out / "stats.json").read_text())["template_failures"] == report
+    assert len(json.loads((small.out / "manifest.json").read_text())["shards"]) > 6
+    assert report["pairs"] > len(report["examples"]) == 10
     # a shard lost after the run is written again on the next one, failures and all
     resumed = tmp_path / "resumed"
     shutil.copytree(broken.out, resumed)
