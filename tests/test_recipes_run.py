@@ -22,6 +22,7 @@ import pytest
 import yaml
 from conftest import masked_runs
 from conftest import run_logged as run
+from tiny_chat import conversation
 from trl import ModelConfig, SFTConfig
 
 from modeling.sft import ScriptArguments
@@ -245,18 +246,16 @@ def test_fsdp_config_on_cpu_is_refused_not_run_as_separate_processes(tiny_model,
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
+SHORT_TURNS = conversation(("Real or fake?", "Fake. Edges."), ("Why?", "Texture."))
+
+
 def test_llava_chat_template_trains_answers_and_their_eos(tiny_model):
     """The LLaVA-1.5 training template: the assistant mask covers each answer and its </s>, nothing else."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(tiny_model)
     template = (RECIPES / "llava-1.5-7b" / "chat_template.jinja").read_text()
-    messages = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Real or fake?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "Fake. Edges."}]},
-        {"role": "user", "content": [{"type": "text", "text": "Why?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "Texture."}]},
-    ]
+    messages = SHORT_TURNS
     text = processor.apply_chat_template(messages, chat_template=template)
     assert text == "<s>USER: <image>\nReal or fake? ASSISTANT: Fake. Edges.</s>USER: Why? ASSISTANT: Texture.</s>"
     prompt = processor.apply_chat_template(messages[:1], chat_template=template, add_generation_prompt=True)
@@ -275,12 +274,7 @@ def test_idefics3_chat_template_trains_answers_and_their_end_of_utterance(tiny_i
 
     processor = AutoProcessor.from_pretrained(tiny_idefics3_model)
     template = (RECIPES / "idefics3-8b" / "chat_template.jinja").read_text()
-    messages = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Real or fake?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "Fake. Edges."}]},
-        {"role": "user", "content": [{"type": "text", "text": "Why?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "Texture."}]},
-    ]
+    messages = SHORT_TURNS
     text = processor.apply_chat_template(messages, chat_template=template)
     assert text == (
         "<|begin_of_text|>User:<image>Real or fake?<end_of_utterance>\nAssistant: Fake. Edges.<end_of_utterance>\n"

@@ -3,12 +3,11 @@ token-probability estimator expects. The checkpoint is built once per module."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from conftest import assert_assistant_only_labels, masked_runs
-from PIL import Image
 from safetensors.torch import load_file
+from tiny_chat import ONE_TURN, TWO_TURNS, assert_trains_two_finite_steps, assistant_only_trainer, conversation, image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from modeling.tiny import (
@@ -22,27 +21,6 @@ from modeling.tiny import (
 )
 
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
-
-
-def image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
-    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
-
-
-def conversation(*turns: tuple[str, str]) -> list[dict]:
-    """Messages shaped as `fakeinstruct generate --format trl` writes them: the image block opens turn one."""
-    messages = []
-    for i, (question, answer) in enumerate(turns):
-        content = [{"type": "image", "text": None}] if i == 0 else []
-        messages.append({"role": "user", "content": [*content, {"type": "text", "text": question}]})
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-    return messages
-
-
-TWO_TURNS = conversation(
-    ("Is this image real or fake?", "Fake. The edges are too clean."), ("Why?", "The texture repeats.")
-)
-ONE_TURN = conversation(("Is this a real photograph?", "Yes."))
 
 
 @pytest.fixture(scope="module")
@@ -186,32 +164,8 @@ def test_siglip_tower_matches_its_processor(tmp_path):
 
 
 def test_sft_trainer_trains_on_assistant_tokens_only(tiny_dir, tmp_path):
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    rows = [{"messages": TWO_TURNS, "images": [image(0)]}, {"messages": ONE_TURN, "images": [image(1)]}] * 2
-    args = SFTConfig(
-        output_dir=str(tmp_path / "sft"),
-        use_cpu=True,
-        bf16=False,
-        max_length=None,
-        assistant_only_loss=True,
-        per_device_train_batch_size=2,
-        max_steps=2,
-        report_to=[],
-        logging_steps=1,
-        save_strategy="no",
-    )
-    trainer = SFTTrainer(
-        model=AutoModelForImageTextToText.from_pretrained(tiny_dir),
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=AutoProcessor.from_pretrained(tiny_dir),
-    )
+    trainer = assistant_only_trainer(tiny_dir, tmp_path / "sft")
     batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
     tokenizer = trainer.processing_class.tokenizer
     assert_assistant_only_labels(batch, tokenizer, trainer.model.config.image_token_id, IMAGE_TOKENS)
-    result = trainer.train()
-    assert result.global_step == 2
-    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
-    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert_trains_two_finite_steps(trainer)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
+from tiny_chat import ONE_TURN, TWO_TURNS, assert_trains_two_finite_steps, assistant_only_trainer, conversation, image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from modeling.probability import ClosedQuestion, TokenProbabilityEstimator, prompt_text
@@ -26,27 +26,6 @@ from modeling.tiny_idefics3 import (
 
 # per image: <fake_token_around_image><global-img><image>*16<fake_token_around_image>
 IMAGE_FRAME = 3
-
-
-def image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
-    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
-
-
-def conversation(*turns: tuple[str, str]) -> list[dict]:
-    """Messages shaped as `fakeinstruct generate --format trl` writes them: the image block opens turn one."""
-    messages = []
-    for i, (question, answer) in enumerate(turns):
-        content = [{"type": "image", "text": None}] if i == 0 else []
-        messages.append({"role": "user", "content": [*content, {"type": "text", "text": question}]})
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-    return messages
-
-
-TWO_TURNS = conversation(
-    ("Is this image real or fake?", "Fake. The edges are too clean."), ("Why?", "The texture repeats.")
-)
-ONE_TURN = conversation(("Is this a real photograph?", "Yes."))
 
 
 def assert_idefics3_assistant_only_labels(batch, tokenizer, image_tokens: int) -> None:
@@ -183,28 +162,7 @@ def test_assistant_mask_holds_when_images_are_split_into_tiles(processor, model)
 
 
 def test_sft_trainer_trains_on_assistant_tokens_only(tiny_dir, tmp_path):
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    rows = [{"messages": TWO_TURNS, "images": [image(0)]}, {"messages": ONE_TURN, "images": [image(1)]}] * 2
-    args = SFTConfig(
-        output_dir=str(tmp_path / "sft"),
-        use_cpu=True,
-        bf16=False,
-        max_length=None,
-        assistant_only_loss=True,
-        per_device_train_batch_size=2,
-        max_steps=2,
-        report_to=[],
-        logging_steps=1,
-        save_strategy="no",
-    )
-    trainer = SFTTrainer(
-        model=AutoModelForImageTextToText.from_pretrained(tiny_dir),
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=AutoProcessor.from_pretrained(tiny_dir),
-    )
+    trainer = assistant_only_trainer(tiny_dir, tmp_path / "sft")
     batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
     tokenizer = trainer.processing_class.tokenizer
     assert_idefics3_assistant_only_labels(batch, tokenizer, IMAGE_SEQ_LEN)
@@ -214,10 +172,7 @@ def test_sft_trainer_trains_on_assistant_tokens_only(tiny_dir, tmp_path):
         " Fake. The edges are too clean.<end_of_utterance> The texture repeats.<end_of_utterance>",
         " Yes.<end_of_utterance>",
     ]
-    result = trainer.train()
-    assert result.global_step == 2
-    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
-    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert_trains_two_finite_steps(trainer)
 
 
 def test_token_probability_estimator_scores_batched_as_unbatched(processor, model):
