@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from fakeinstruct import __version__
 from fakeinstruct.errors import FakeInstructError
@@ -91,6 +92,10 @@ def _cmd_stats(args) -> int:
         print(f"  {'ok  ' if ok else 'FAIL'} {name}")
     failed = [name for name, ok in quality["checks"].items() if not ok]
     print(f"{args.dir}: {quality['pairs']} pairs; {len(failed)} of {len(quality['checks'])} checks failed")
+    stats = json.loads((Path(args.dir) / "stats.json").read_text(encoding="utf-8"))
+    left_out = stats.get("template_failures", {}).get("pairs", 0)  # folders written before it was reported lack it
+    if left_out:
+        print(f"  note: {left_out} pairs were left out at generation, their template failing on their record")
     return 1 if failed and args.strict else 0
 
 

@@ -155,6 +155,8 @@ def test_cli_goes_on_and_says_what_it_left_out_or_stops_with_strict(tmp_path, ca
     assert "pairs left out: their template failed on their record (see stats.json)" in captured.out
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(w.startswith(f"{templates / 'explanation' / 'picky.yaml'}: answers[0] failed ") for w in warnings)
+    assert main(["stats", str(tmp_path / "out")]) == 0
+    assert "pairs were left out at generation, their template failing on their record" in capsys.readouterr().out
     assert main([*argv, "--out", str(tmp_path / "strict"), "--strict"]) == 2
     assert (
         "answers[0]: render failed: UndefinedError: list object has no element 99 (record '" in capsys.readouterr().err
