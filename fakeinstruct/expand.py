@@ -112,6 +112,10 @@ def _starts_with_word(text: str, word: str) -> bool:
     return text.startswith(word) and (len(text) == len(word) or not text[len(word)].isalnum())
 
 
+def _reraise(err: TemplateError) -> None:
+    raise err
+
+
 class _Record:
     """What every pair of one record shares, computed once per record rather than once per pair."""
 
@@ -162,10 +166,10 @@ class Expander:
             for family, kinds in TURN_KINDS.items()
         }
 
-    def expand(self, chain: FakeChain, on_error: Callable[[TemplateError], None] | None = None) -> Iterator[Pair]:
-        """The pairs of ``chain``. A template that fails on it raises, or, with ``on_error``, is reported there
-        and its pair left out: every generator is seeded per template, so the record's other pairs are the same
-        either way."""
+    def expand(self, chain: FakeChain, on_error: Callable[[TemplateError], None] = _reraise) -> Iterator[Pair]:
+        """The pairs of ``chain``. A template that fails on it is handed to ``on_error``, which raises it by default
+        or may note it, leaving that pair out: every generator is seeded per template, so the record's other pairs
+        are the same either way."""
         record = _Record(self.seed, chain, record_context(chain, self.taxonomy))
         for template in self._applicable(chain, record.requirable):
             rng = record.rng(template.name)
@@ -179,15 +183,11 @@ class Expander:
                 try:
                     yield self._answer(template, record, context, rng)
                 except TemplateError as err:
-                    if on_error is None:
-                        raise
                     on_error(err)
         for template in self.conversations:
             try:
                 pair = self._conversation(template, chain, record, record.rng(template.name))
             except TemplateError as err:
-                if on_error is None:
-                    raise
                 on_error(err)
                 continue
             if pair is not None:
