@@ -19,7 +19,7 @@ def _cmd_schema(args) -> int:
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.out:
-        from fakeinstruct.atomic import write_text
+        from fakeinstruct.files import write_text
 
         write_text(args.out, text)
     else:
@@ -28,8 +28,8 @@ def _cmd_schema(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from fakeinstruct.taxonomy import load_taxonomy
-    from fakeinstruct.validate import validate_chains
+    from fakeinstruct.chain.taxonomy import load_taxonomy
+    from fakeinstruct.chain.validate import validate_chains
 
     report = validate_chains(
         args.chains,
@@ -48,8 +48,8 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from fakeinstruct.generate import GenerateConfig, generate
-    from fakeinstruct.splits import parse_ratios
+    from fakeinstruct.generation.run import GenerateConfig, generate
+    from fakeinstruct.generation.splits import parse_ratios
 
     try:
         ratios = parse_ratios(args.split)
@@ -100,8 +100,8 @@ def _cmd_stats(args) -> int:
 
 
 def _cmd_templates(args) -> int:
-    from fakeinstruct.checks import check_registry
-    from fakeinstruct.registry import load_registry
+    from fakeinstruct.templating.probes import check_registry
+    from fakeinstruct.templating.registry import load_registry
 
     registry = load_registry(args.dirs, builtin=not args.no_builtin, check=False)
     if args.action == "check":
@@ -115,7 +115,7 @@ def _cmd_templates(args) -> int:
 
 
 def _cmd_taxonomy(args) -> int:
-    from fakeinstruct.taxonomy import load_taxonomy
+    from fakeinstruct.chain.taxonomy import load_taxonomy
 
     for spec in load_taxonomy(args.taxonomy):
         print(f"{spec.name:<20} {spec.description}")
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taxonomy", help="YAML file extending the attribute taxonomy")
     p.set_defaults(func=_cmd_taxonomy)
 
-    from fakeinstruct.draft import add_cli
+    from fakeinstruct.drafting.draft import add_cli
 
     add_cli(sub)
     return parser

@@ -97,7 +97,7 @@ def calibrate(args: CalibrateArguments) -> dict:
     }
     out = Path(args.output_dir or args.model)
     out.mkdir(parents=True, exist_ok=True)
-    from fakeinstruct.atomic import write_text
+    from fakeinstruct.files import write_text
 
     write_text(out / REPORT_NAME, json.dumps(report, indent=2) + "\n")
     reliability_diagram(

@@ -133,7 +133,7 @@ class CalibrationHead(
 
     def save_to_checkpoint(self, checkpoint: str | Path) -> Path:
         """Write the head to ``checkpoint/calibration`` atomically: the old head or the new one, never half."""
-        from fakeinstruct.atomic import atomic_dir
+        from fakeinstruct.files import atomic_dir
 
         target = Path(checkpoint) / SUBFOLDER
         with atomic_dir(target) as staging:

@@ -187,7 +187,7 @@ def detector_metrics(detector, args: EvaluateArguments, out: Path) -> dict:
 
 
 def evaluate(args: EvaluateArguments) -> dict:
-    from fakeinstruct.atomic import write_text
+    from fakeinstruct.files import write_text
     from modeling.detector import FakeScopeDetector
     from modeling.eval_items import eval_items
     from modeling.evaluate_report import markdown_table

@@ -2,7 +2,7 @@
 written locally (atomically) or pushed to the Hub in one commit.
 
 Nothing is half-published: the folder is staged completely first; locally it replaces the previous export by
-renames (:func:`fakeinstruct.atomic.atomic_dir`: the old folder or the new one, never a mix); on the Hub it goes
+renames (:func:`fakeinstruct.files.atomic_dir`: the old folder or the new one, never a mix); on the Hub it goes
 up as a single commit, which the Hub applies whole or not at all.
 """
 
@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fakeinstruct.atomic import atomic_dir
+from fakeinstruct.files import atomic_dir
 from modeling.safe_loading import PICKLE_SUFFIXES, require_safetensors
 
 logger = logging.getLogger(__name__)

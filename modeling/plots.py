@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fakeinstruct.atomic import atomic_write
+from fakeinstruct.files import atomic_write
 from modeling.metrics import expected_calibration_error, reliability_bins, roc_auc, roc_curve, validate_inputs
 
 __all__ = ["reliability_diagram", "roc_plot"]

@@ -46,7 +46,7 @@ class DetectorConfig:
             raise ValueError(f"{source}: not a valid detector config: {type(err).__name__}: {err}") from err
 
     def save(self, folder: str | Path) -> Path:
-        from fakeinstruct.atomic import write_text
+        from fakeinstruct.files import write_text
 
         path = Path(folder) / CONFIG_NAME
         write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
@@ -63,10 +63,10 @@ class DetectorConfig:
 
 def default_config() -> DetectorConfig:
     """Prompts from the built-in templates: their first phrasing and their answer words."""
-    from fakeinstruct.context import attribute_context
-    from fakeinstruct.registry import load_registry
-    from fakeinstruct.sandbox import render, with_globals
-    from fakeinstruct.taxonomy import load_taxonomy
+    from fakeinstruct.templating.variables import attribute_context
+    from fakeinstruct.templating.registry import load_registry
+    from fakeinstruct.templating.engine.sandbox import render, with_globals
+    from fakeinstruct.chain.taxonomy import load_taxonomy
 
     registry, taxonomy = load_registry(entry_points=False, check=False), load_taxonomy()
     detection = registry[DETECTION_TEMPLATE]

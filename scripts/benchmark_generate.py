@@ -38,9 +38,9 @@ from pathlib import Path
 import orjson
 
 from fakeinstruct.chain import FakeChain
-from fakeinstruct.expand import Expander
-from fakeinstruct.registry import load_registry
-from fakeinstruct.taxonomy import default_taxonomy
+from fakeinstruct.generation.expand import Expander
+from fakeinstruct.templating.registry import load_registry
+from fakeinstruct.chain.taxonomy import default_taxonomy
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fakeinstruct" / "data" / "sample" / "chains.jsonl"
 logger = logging.getLogger("benchmark_generate")
@@ -136,14 +136,14 @@ def floor_pairs(chains: Path) -> list:
 
 
 def _floor_init(pairs: list, fmt: str) -> None:
-    from fakeinstruct.arrow_schema import arrow_schema
+    from fakeinstruct.generation.arrow_schema import arrow_schema
 
     _FLOOR.update(pairs=pairs, fmt=fmt, schema=arrow_schema(fmt, False))
 
 
 def _floor_shard(task: tuple[str, int, int]) -> int:
-    from fakeinstruct.atomic import atomic_write
-    from fakeinstruct.shard import encode
+    from fakeinstruct.files import atomic_write
+    from fakeinstruct.generation.shard import encode
 
     path, start, rows = task
     pool = _FLOOR["pairs"]

@@ -10,7 +10,7 @@ import pytest
 from conftest import generate_with_one_template, make_records, write_dataset, write_png
 
 from fakeinstruct.cli import main
-from fakeinstruct.reader import MAX_LINE_BYTES
+from fakeinstruct.chain.reader import MAX_LINE_BYTES
 
 BAD = Path(__file__).parent / "data" / "bad"
 ROOT = "{root}"  # stands for the resolved dataset root in expected messages

@@ -47,5 +47,5 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
 
 
 def test_console_script_imports_without_torch():
-    code = "import sys, fakeinstruct.cli, fakeinstruct.generate; assert 'torch' not in sys.modules"
+    code = "import sys, fakeinstruct.cli, fakeinstruct.generation.run; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -92,7 +92,7 @@ def test_detector_scores_paths_and_pil_images_with_the_calibrated_head(calibrate
 
 
 def test_detector_explains_and_scores_every_attribute(calibrated, sample_data):
-    from fakeinstruct.taxonomy import load_taxonomy
+    from fakeinstruct.chain.taxonomy import load_taxonomy
 
     model, _ = calibrated
     detector = FakeScopeDetector.from_pretrained(model)

@@ -14,9 +14,9 @@ from PIL import Image, ImageFilter
 from pydantic import ValidationError
 
 from fakeinstruct.chain import FakeChain
-from fakeinstruct.draft import DEFAULT_THRESHOLDS, DRAFTED_BY, Limit, add_cli, draft_manifest, draft_record
+from fakeinstruct.drafting.draft import DEFAULT_THRESHOLDS, DRAFTED_BY, Limit, add_cli, draft_manifest, draft_record
 from fakeinstruct.errors import FakeChainError
-from fakeinstruct.measure import MAX_SIDE, measure_array, measure_image
+from fakeinstruct.drafting.measure import MAX_SIDE, measure_array, measure_image
 
 REAL_SOURCE = {"generator": "camera", "family": "real-camera", "origin": "synthetic test", "license": "CC0-1.0"}
 FAKE_SOURCE = {

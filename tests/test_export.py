@@ -131,7 +131,7 @@ def test_push_to_hub_script_help():
 
 
 def test_atomic_dir_repairs_a_crash_between_its_two_renames(tmp_path):
-    from fakeinstruct.atomic import atomic_dir
+    from fakeinstruct.files import atomic_dir
 
     target = tmp_path / "export"
     with atomic_dir(target) as staging:

@@ -10,9 +10,9 @@ from conftest import SAMPLE
 from test_properties import assert_valid_pairs, mutate
 
 from fakeinstruct.errors import FakeChainError
-from fakeinstruct.generate import GenerateConfig, generate
-from fakeinstruct.reader import read_chains
-from fakeinstruct.validate import validate_chains
+from fakeinstruct.generation.run import GenerateConfig, generate
+from fakeinstruct.chain.reader import read_chains
+from fakeinstruct.chain.validate import validate_chains
 
 SEED = 20_240_607
 RECORDS = 10_000

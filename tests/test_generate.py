@@ -5,7 +5,7 @@ import pytest
 from conftest import make_records, write_dataset
 
 from fakeinstruct.errors import FakeInstructError
-from fakeinstruct.generate import GenerateConfig, generate
+from fakeinstruct.generation.run import GenerateConfig, generate
 
 FAMILIES = {"detection", "explanation", "attribute", "enhancement", "multi_turn"}
 
@@ -60,7 +60,7 @@ def test_closed_detection_covers_both_polarities_and_choice(dataset, tmp_path):
 
 
 def test_enhancement_advice_for_fakes_only(dataset, tmp_path):
-    from fakeinstruct.taxonomy import default_taxonomy
+    from fakeinstruct.chain.taxonomy import default_taxonomy
 
     fixes = [spec.advice.rstrip(".").lower() for spec in default_taxonomy()]
     run(dataset, tmp_path / "out", file_format="jsonl", families=["enhancement"])

@@ -3,8 +3,8 @@ import json
 from conftest import make_records, write_dataset
 
 from fakeinstruct.cli import main
-from fakeinstruct.generate import GenerateConfig, generate
-from fakeinstruct.quality import measure
+from fakeinstruct.generation.run import GenerateConfig, generate
+from fakeinstruct.report.quality import measure
 
 
 def generated(tmp_path, n=80):

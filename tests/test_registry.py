@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.registry import builtin_dir, load_file, load_registry
+from fakeinstruct.templating.registry import builtin_dir, load_file, load_registry
 
 GOOD = """\
 name: detection.test_closed
@@ -166,7 +166,7 @@ def test_load_file_direct(tmp_path):
 def test_sandbox_blocks_escapes_on_every_path(source):
     from jinja2.exceptions import SecurityError, UndefinedError
 
-    from fakeinstruct.sandbox import environment, render, with_globals
+    from fakeinstruct.templating.engine.sandbox import environment, render, with_globals
 
     template = environment().from_string(source)
     with pytest.raises(TemplateError) as info:
@@ -175,7 +175,7 @@ def test_sandbox_blocks_escapes_on_every_path(source):
 
 
 def test_sandbox_fast_path_reads_items_only():
-    from fakeinstruct.sandbox import environment, render, with_globals
+    from fakeinstruct.templating.engine.sandbox import environment, render, with_globals
 
     template = environment().from_string("{{ a.title }} {{ {'__class__': 'value'}.__class__ }} {{ 'x'.upper() }}")
     assert render(template, with_globals({"a": {"title": "texture"}}), file="t", field="q") == "texture value X"

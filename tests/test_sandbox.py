@@ -8,13 +8,13 @@ import yaml
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from fakeinstruct import sandbox
-from fakeinstruct.checks import check_template, probe_chains
+from fakeinstruct.templating.engine import sandbox
+from fakeinstruct.templating.probes import check_template, probe_chains
 from fakeinstruct.cli import main
-from fakeinstruct.context import record_context
+from fakeinstruct.templating.variables import record_context
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.registry import load_file, load_registry
-from fakeinstruct.sandbox import (
+from fakeinstruct.templating.registry import load_file, load_registry
+from fakeinstruct.templating.engine.sandbox import (
     MAX_LOOP_ITERATIONS,
     environment,
     join_and,
@@ -24,7 +24,7 @@ from fakeinstruct.sandbox import (
     titles,
     with_globals,
 )
-from fakeinstruct.taxonomy import default_taxonomy
+from fakeinstruct.chain.taxonomy import default_taxonomy
 
 BIG = "'x' * 1000000"  # a value within the limits, large enough to make repeated work slow
 # template answer -> the start of the reason it is refused

@@ -1,6 +1,6 @@
 import pytest
 
-from fakeinstruct.splits import assign_splits, parse_ratios
+from fakeinstruct.generation.splits import assign_splits, parse_ratios
 
 RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 

@@ -4,7 +4,7 @@ import os
 from conftest import make_records, write_dataset
 
 from fakeinstruct.cli import main
-from fakeinstruct.validate import validate_chains
+from fakeinstruct.chain.validate import validate_chains
 
 
 def bad_lines(root):

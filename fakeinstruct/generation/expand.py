@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from hashlib import blake2b
 
 from fakeinstruct.chain import FakeChain
-from fakeinstruct.context import record_context
+from fakeinstruct.templating.variables import record_context
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.memo import RenderMemo
-from fakeinstruct.registry import ATTRIBUTE_KINDS, REQUIRABLE, Phrasing, Registry, Template
-from fakeinstruct.taxonomy import Taxonomy
+from fakeinstruct.templating.engine.memo import RenderMemo
+from fakeinstruct.templating.registry import ATTRIBUTE_KINDS, REQUIRABLE, Phrasing, Registry, Template
+from fakeinstruct.chain.taxonomy import Taxonomy
 
 # Which template kinds may answer a turn of a conversation, per family.
 TURN_KINDS = {

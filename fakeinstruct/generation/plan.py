@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fakeinstruct.errors import FakeChainError
-from fakeinstruct.reader import read_chains
-from fakeinstruct.splits import SPLITS, assign_splits, components
-from fakeinstruct.worker import STATE
+from fakeinstruct.chain.reader import read_chains
+from fakeinstruct.generation.splits import SPLITS, assign_splits, components
+from fakeinstruct.generation.worker import STATE
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Evidence rules of the drafting tool: thresholds on the measurements, and the sentences they become.
 
-Every verdict here is **label-blind**: it depends on :mod:`fakeinstruct.measure`'s numbers and the global
-:class:`Thresholds` only. The label enters only in :mod:`fakeinstruct.reasoning`, which writes the reasoning
+Every verdict here is **label-blind**: it depends on :mod:`fakeinstruct.drafting.measure`'s numbers and the global
+:class:`Thresholds` only. The label enters only in :mod:`fakeinstruct.drafting.reasoning`, which writes the reasoning
 and the conclusion from the findings.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from fakeinstruct.measure import Measurements
+    from fakeinstruct.drafting.measure import Measurements
 
 ATTRIBUTES = ("texture", "edges", "clarity", "noise", "compression", "color")
 

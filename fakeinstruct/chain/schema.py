@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from fakeinstruct.taxonomy import Taxonomy, default_taxonomy
+from fakeinstruct.chain.taxonomy import Taxonomy, default_taxonomy
 
 SCHEMA_VERSION = "1.0"
 IMAGE_PLACEHOLDER = "<image>"

@@ -6,7 +6,7 @@ All loops of a render share :data:`MAX_LOOP_ITERATIONS`. The operations that can
 their inputs (``*``, ``+``, ``**``, ``%``, ``~``, literals, calls, the filters that pad, repeat or collect) are
 checked before they run where their size follows from their arguments, after otherwise, against
 :data:`MAX_VALUE_SIZE` each and :data:`MAX_RENDER_WORK` together. Rendering is the hot path of generation, so a
-check is compiled in only where a template uses the construct it guards. :mod:`fakeinstruct.sandbox` applies them.
+check is compiled in only where a template uses the construct it guards. :mod:`fakeinstruct.templating.engine.sandbox` applies them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from jinja2.sandbox import SecurityError
 from jinja2.utils import Namespace, _PassArg, pass_context
 from jinja2.visitor import NodeTransformer
 
-from fakeinstruct.template_filters import join_and
+from fakeinstruct.templating.engine.filters import join_and
 
 # A rendered question or answer longer than this is a runaway template, not an answer.
 MAX_RENDERED_CHARS = 20_000

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from fakeinstruct.expand import Pair
-from fakeinstruct.formats import IMAGE_TOKEN, METADATA
+from fakeinstruct.generation.expand import Pair
+from fakeinstruct.generation.formats import IMAGE_TOKEN, METADATA
 
 
 class _Messages:

@@ -98,8 +98,8 @@ def _parse(data: object, file: str) -> list[AttributeSpec]:
 
 @lru_cache(maxsize=1)
 def default_taxonomy() -> Taxonomy:
-    """The built-in taxonomy shipped as ``fakeinstruct/taxonomy.yaml``."""
-    ref = resources.files("fakeinstruct") / "taxonomy.yaml"
+    """The built-in taxonomy shipped as ``fakeinstruct/chain/taxonomy.yaml``."""
+    ref = resources.files("fakeinstruct.chain") / "taxonomy.yaml"
     return Taxonomy(_parse(yaml.safe_load(ref.read_text(encoding="utf-8")), str(ref)))
 
 

@@ -6,11 +6,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fakeinstruct.atomic import atomic_write
+from fakeinstruct.files import atomic_write
 from fakeinstruct.errors import FakeChainError
 from fakeinstruct.images import DEFAULT_LIMITS, ImageLimits
-from fakeinstruct.reader import read_chains
-from fakeinstruct.taxonomy import Taxonomy
+from fakeinstruct.chain.reader import read_chains
+from fakeinstruct.chain.taxonomy import Taxonomy
 
 logger = logging.getLogger(__name__)
 

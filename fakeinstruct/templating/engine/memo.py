@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 
-from fakeinstruct.sandbox import environment, render
+from fakeinstruct.templating.engine.sandbox import environment, render
 
 # Context variables whose values come from the label, the source and the template, not from the record's prose.
 KEYED = ("label", "is_fake", "generator", "generator_family", "answer", "options")
@@ -96,7 +96,7 @@ def _plain(value):
 
 
 class RenderMemo:
-    """Renders phrasings through :func:`fakeinstruct.sandbox.render`, once per distinct key (see the module)."""
+    """Renders phrasings through :func:`fakeinstruct.templating.engine.sandbox.render`, once per distinct key (see the module)."""
 
     def __init__(self):
         self._plans: dict = {}

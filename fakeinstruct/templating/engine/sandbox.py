@@ -1,6 +1,6 @@
 """The sandboxed Jinja environment that renders contributor templates, with its filters and limits.
 
-Jinja's immutable sandbox keeps a template from Python's internals; :mod:`fakeinstruct.limits` keeps it from
+Jinja's immutable sandbox keeps a template from Python's internals; :mod:`fakeinstruct.templating.engine.limits` keeps it from
 looping for hours or building a gigabyte string. A template that breaks a limit fails in milliseconds, with a
 :class:`TemplateError` naming its file and field, when it is rendered on the probe records at load time. Output is
 capped at :data:`MAX_RENDERED_CHARS`, measured as it is produced where there are loops.
@@ -19,7 +19,7 @@ from jinja2.runtime import LoopContext, new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.limits import (
+from fakeinstruct.templating.engine.limits import (
     _COLLECTING_FILTERS,
     _CONTAINER_TYPES,
     _METHOD_SIZES,
@@ -45,7 +45,7 @@ from fakeinstruct.limits import (
     _range,
     _size,
 )
-from fakeinstruct.template_filters import join_and, lcfirst, sentence, titles
+from fakeinstruct.templating.engine.filters import join_and, lcfirst, sentence, titles
 
 __all__ = [
     "MAX_LOOP_ITERATIONS",

@@ -1,6 +1,6 @@
 """Pass two of generation, in a worker: render one planned shard and write it atomically.
 
-A worker (state in :mod:`fakeinstruct.worker`) renders shard after shard; the main process only collects
+A worker (state in :mod:`fakeinstruct.generation.worker`) renders shard after shard; the main process only collects
 each finished shard's manifest entry.
 """
 
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import orjson
 
-from fakeinstruct.atomic import atomic_write
+from fakeinstruct.files import atomic_write
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.errors import TemplateError
 from fakeinstruct.images import resolve_inside
-from fakeinstruct.plan import ShardSpec
-from fakeinstruct.stats import PairStats
-from fakeinstruct.worker import STATE
+from fakeinstruct.generation.plan import ShardSpec
+from fakeinstruct.generation.stats import PairStats
+from fakeinstruct.generation.worker import STATE
 
 # failed renders kept as examples (those on the first lines of the chains file); all of them are counted
 MAX_FAILURE_EXAMPLES = 10
@@ -132,12 +132,12 @@ def _failure_recorder(failures: list[dict], config, line: int, chain_id: str):
 def encode(pairs, refs, fmt: str, file_format: str, schema) -> bytes:
     """The bytes of one shard file."""
     if file_format == "jsonl":
-        from fakeinstruct.formats import to_row
+        from fakeinstruct.generation.formats import to_row
 
         return b"".join(orjson.dumps(to_row(p, fmt, r)) + b"\n" for p, r in zip(pairs, refs, strict=True))
     import pyarrow.parquet as pq
 
-    from fakeinstruct.columns import build_table
+    from fakeinstruct.generation.columns import build_table
 
     buffer = io.BytesIO()
     pq.write_table(build_table(pairs, fmt, refs, schema), buffer, compression="zstd")

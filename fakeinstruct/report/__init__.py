@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fakeinstruct.atomic import write_text
-from fakeinstruct.card import render_dataset_card
+from fakeinstruct.files import write_text
+from fakeinstruct.report.card import render_dataset_card
 from fakeinstruct.errors import FakeInstructError
-from fakeinstruct.quality import measure
+from fakeinstruct.report.quality import measure
 
 
 def write_report(folder: str | Path, sample_size: int = 20_000) -> dict:
@@ -23,7 +23,7 @@ def write_report(folder: str | Path, sample_size: int = 20_000) -> dict:
     stats["quality"] = quality
     write_text(folder / "stats.json", json.dumps(stats, indent=2) + "\n")
     write_text(folder / "README.md", render_dataset_card(identity | {"out": str(folder)}, stats))
-    from fakeinstruct.figure import draw
+    from fakeinstruct.report.figure import draw
 
     draw(stats, quality, folder / "stats.png")
     return quality

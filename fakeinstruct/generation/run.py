@@ -1,7 +1,7 @@
 """``fakeinstruct generate``: FakeChain JSONL -> FakeInstruct shards, stats.json and a dataset card.
 
-Pass one (:mod:`fakeinstruct.plan`) validates every record and plans every shard; pass two
-(:mod:`fakeinstruct.shard`) renders and writes the shards, in worker processes when ``workers > 1``. Each
+Pass one (:mod:`fakeinstruct.generation.plan`) validates every record and plans every shard; pass two
+(:mod:`fakeinstruct.generation.shard`) renders and writes the shards, in worker processes when ``workers > 1``. Each
 finished shard is recorded in ``manifest.json`` with its row count and hash, so a killed run started again
 with the same command only writes the shards that are missing, and ends with the same manifest.
 """
@@ -16,16 +16,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fakeinstruct import __version__
-from fakeinstruct.arrow_schema import FILE_FORMATS
-from fakeinstruct.atomic import write_text
+from fakeinstruct.generation.arrow_schema import FILE_FORMATS
+from fakeinstruct.files import write_text
 from fakeinstruct.chain import SCHEMA_VERSION
 from fakeinstruct.errors import FakeInstructError
-from fakeinstruct.formats import FORMATS
-from fakeinstruct.plan import plan_shards, scan
-from fakeinstruct.registry import load_registry
-from fakeinstruct.shard import MAX_FAILURE_EXAMPLES
-from fakeinstruct.stats import PairStats
-from fakeinstruct.taxonomy import load_taxonomy
+from fakeinstruct.generation.formats import FORMATS
+from fakeinstruct.generation.plan import plan_shards, scan
+from fakeinstruct.templating.registry import load_registry
+from fakeinstruct.generation.shard import MAX_FAILURE_EXAMPLES
+from fakeinstruct.generation.stats import PairStats
+from fakeinstruct.chain.taxonomy import load_taxonomy
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "fakeinstruct_config.json"
@@ -149,8 +149,8 @@ def generate(config: GenerateConfig) -> GenerateResult:
     if not len(registry):
         raise FakeInstructError("no templates selected")
 
-    from fakeinstruct.plan import byte_ranges, scan_range
-    from fakeinstruct.worker import init_worker
+    from fakeinstruct.generation.plan import byte_ranges, scan_range
+    from fakeinstruct.generation.worker import init_worker
 
     pool = None
     if config.workers > 1:
@@ -198,7 +198,7 @@ def generate(config: GenerateConfig) -> GenerateResult:
     summary["template_failures"] = failures = _merged_failures(done)
     summary["records"] = {"valid": plan.records, "rejected": rejected, "per_split": plan.records_per_split}
     write_text(out / "stats.json", json.dumps(summary, indent=2) + "\n")
-    from fakeinstruct.card import render_dataset_card
+    from fakeinstruct.report.card import render_dataset_card
 
     write_text(out / "README.md", render_dataset_card(identity | {"out": str(out)}, summary))
     logger.info("wrote %d pairs (%d duplicates removed) to %s", stats.pairs, summary["duplicates_removed"], out)
@@ -218,7 +218,7 @@ def _run_shards(config: GenerateConfig, pool, todo, done: dict, out: Path, plann
     """Render ``todo`` (in ``pool`` when given), recording each finished shard in the manifest."""
     from tqdm.auto import tqdm
 
-    from fakeinstruct.shard import render_shard
+    from fakeinstruct.generation.shard import render_shard
 
     progress = tqdm(total=planned_pairs, unit="pair", desc="generate", disable=not config.progress)
     results = pool.imap_unordered(render_shard, todo) if pool else map(render_shard, todo)

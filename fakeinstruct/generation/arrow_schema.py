@@ -12,7 +12,7 @@ import json
 
 import pyarrow as pa
 
-from fakeinstruct.formats import METADATA
+from fakeinstruct.generation.formats import METADATA
 
 FILE_FORMATS = ("parquet", "jsonl")
 _TEXT_BLOCK = pa.struct([("type", pa.string()), ("text", pa.string())])

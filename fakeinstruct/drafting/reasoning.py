@@ -1,12 +1,12 @@
 """From findings to a reasoning chain: the steps and the conclusion that lead from the evidence to the label.
 
-The findings (drafted by :mod:`fakeinstruct.evidence`, possibly corrected by a reviewer) are label-blind; this is
+The findings (drafted by :mod:`fakeinstruct.drafting.evidence`, possibly corrected by a reviewer) are label-blind; this is
 where the label comes in, and where a contradiction between evidence and label is said rather than hidden.
 """
 
 from __future__ import annotations
 
-from fakeinstruct.evidence import Finding, Thresholds
+from fakeinstruct.drafting.evidence import Finding, Thresholds
 
 # How the reasoning names each attribute, and whether the name is plural.
 _NOUNS = {
@@ -23,7 +23,7 @@ def _noun(name: str) -> tuple[str, bool]:
     """How the reasoning names an attribute; a reviewer may add attributes the drafter does not measure."""
     if name in _NOUNS:
         return _NOUNS[name]
-    from fakeinstruct.taxonomy import default_taxonomy
+    from fakeinstruct.chain.taxonomy import default_taxonomy
 
     title = default_taxonomy()[name].title if name in default_taxonomy() else name
     return title, title.endswith("s") or " and " in title

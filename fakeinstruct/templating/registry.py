@@ -17,9 +17,9 @@ from types import ModuleType
 import yaml
 from jinja2 import TemplateSyntaxError, meta
 
-from fakeinstruct.context import KIND_FIELDS, RECORD_FIELDS
+from fakeinstruct.templating.variables import KIND_FIELDS, RECORD_FIELDS
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.sandbox import environment, render, with_globals
+from fakeinstruct.templating.engine.sandbox import environment, render, with_globals
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class _Loader:
             raise self.error(f"kind {kind!r} takes no questions_by_attribute", "questions_by_attribute")
         if not isinstance(value, dict):
             raise self.error("expected a mapping of attribute name -> phrasings", "questions_by_attribute")
-        from fakeinstruct.taxonomy import default_taxonomy
+        from fakeinstruct.chain.taxonomy import default_taxonomy
 
         out = {}
         for name, phrasings in value.items():
@@ -383,7 +383,7 @@ def load_registry(
         templates += load_dir(path, str(path))
     registry = Registry(templates)
     if check:
-        from fakeinstruct.checks import check_registry
+        from fakeinstruct.templating.probes import check_registry
 
         check_registry(registry)
     logger.debug("loaded %d templates", len(registry))

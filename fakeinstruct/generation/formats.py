@@ -1,4 +1,4 @@
-"""Output formats: how a :class:`~fakeinstruct.expand.Pair` becomes a dataset row.
+"""Output formats: how a :class:`~fakeinstruct.generation.expand.Pair` becomes a dataset row.
 
 - ``trl``: conversational ``messages`` with content blocks and an ``images`` list (TRL's VLM SFT format);
 - ``prompt-completion``: ``prompt`` and ``completion`` message lists (for completion-only loss);
@@ -9,7 +9,7 @@ Every format carries the same metadata columns, so a row can always be traced to
 
 from __future__ import annotations
 
-from fakeinstruct.expand import Pair
+from fakeinstruct.generation.expand import Pair
 
 FORMATS = ("trl", "prompt-completion", "llava")
 IMAGE_TOKEN = "<image>"

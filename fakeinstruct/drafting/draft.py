@@ -2,7 +2,7 @@
 
 This is the machine half of FakeChain's human-machine annotation: a reviewer checks each draft against the
 image instead of writing it. The six measured attributes (texture, edges, clarity, noise, compression,
-colour) get their verdict **label-blind**, from :mod:`fakeinstruct.measure` and the global
+colour) get their verdict **label-blind**, from :mod:`fakeinstruct.drafting.measure` and the global
 :class:`Thresholds`; only the reasoning and the conclusion use the label, which comes from the manifest
 (ground truth) and never from the measurements.
 
@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from fakeinstruct import __version__
 from fakeinstruct.errors import FakeChainError
-from fakeinstruct.evidence import ATTRIBUTES, DEFAULT_THRESHOLDS, DRAFTERS, Finding, Limit, Thresholds
-from fakeinstruct.reasoning import reason
+from fakeinstruct.drafting.evidence import ATTRIBUTES, DEFAULT_THRESHOLDS, DRAFTERS, Finding, Limit, Thresholds
+from fakeinstruct.drafting.reasoning import reason
 
 if TYPE_CHECKING:
-    from fakeinstruct.measure import Measurements
+    from fakeinstruct.drafting.measure import Measurements
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def draft_record(image_path: str | Path, **record: Any) -> DraftResult:
     The verdicts never depend on ``label``; a record whose evidence contradicts it comes back all the same,
     flagged, and (for a fake without anomalous evidence) not valid as a FakeChain until a reviewer fixes it.
     """
-    from fakeinstruct.measure import measure_image
+    from fakeinstruct.drafting.measure import measure_image
 
     return draft_from_measurements(measure_image(image_path), **record)
 
@@ -269,7 +269,7 @@ def draft_manifest(
     """
     from tqdm.auto import tqdm
 
-    from fakeinstruct.atomic import atomic_write
+    from fakeinstruct.files import atomic_write
 
     root, manifest, out = Path(root), Path(manifest_path), Path(out_path)
     review = Path(review_path) if review_path else default_review_path(out)

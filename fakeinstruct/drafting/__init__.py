@@ -1,0 +1,1 @@
+"""Machine drafts of FakeChain records: image measurements -> label-blind evidence -> reasoning."""

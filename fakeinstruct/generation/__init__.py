@@ -1,0 +1,1 @@
+"""FakeChain -> FakeInstruct: plan, expand, write shards in the chosen output format."""
