@@ -76,10 +76,10 @@ def builtin_corpus(seeds: Iterable[int] = range(4)) -> list[str]:
     Expanding the real templates (rather than a hand-written word list) gives the tokenizer the vocabulary and
     the answer-first phrasing that FakeInstruct data has.
     """
-    from fakeinstruct.templating.probes import probe_chains
-    from fakeinstruct.generation.expand import Expander
-    from fakeinstruct.templating.registry import load_registry
     from fakeinstruct.chain.taxonomy import load_taxonomy
+    from fakeinstruct.generation.expand import Expander
+    from fakeinstruct.templating.probes import probe_chains
+    from fakeinstruct.templating.registry import load_registry
 
     registry, taxonomy = load_registry(entry_points=False, check=False), load_taxonomy()
     texts = []

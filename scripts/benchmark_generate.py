@@ -38,9 +38,9 @@ from pathlib import Path
 import orjson
 
 from fakeinstruct.chain import FakeChain
+from fakeinstruct.chain.taxonomy import default_taxonomy
 from fakeinstruct.generation.expand import Expander
 from fakeinstruct.templating.registry import load_registry
-from fakeinstruct.chain.taxonomy import default_taxonomy
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fakeinstruct" / "data" / "sample" / "chains.jsonl"
 logger = logging.getLogger("benchmark_generate")

@@ -24,11 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fakeinstruct.files import write_text
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.drafting.draft import draft_from_findings, draft_manifest
 from fakeinstruct.drafting.evidence import ATTRIBUTES, DEFAULT_THRESHOLDS, DRAFTERS, Finding
 from fakeinstruct.drafting.measure import measure_image
+from fakeinstruct.files import write_text
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fakeinstruct" / "data" / "sample"
 REVIEWER = "AI agent reviewing each image for the FakeScope-Kit maintainers"

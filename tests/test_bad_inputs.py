@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import generate_with_one_template, make_records, write_dataset, write_png
 
-from fakeinstruct.cli import main
 from fakeinstruct.chain.reader import MAX_LINE_BYTES
+from fakeinstruct.cli import main
 
 BAD = Path(__file__).parent / "data" / "bad"
 ROOT = "{root}"  # stands for the resolved dataset root in expected messages

@@ -5,8 +5,8 @@ import pytest
 from pydantic import ValidationError
 
 from fakeinstruct.chain import FakeChain, json_schema
-from fakeinstruct.templating.probes import PROBES
 from fakeinstruct.chain.taxonomy import default_taxonomy, load_taxonomy
+from fakeinstruct.templating.probes import PROBES
 
 
 def probe(i=0, **changes):

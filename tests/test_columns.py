@@ -3,13 +3,13 @@
 import pyarrow as pa
 import pytest
 
+from fakeinstruct.chain.taxonomy import default_taxonomy
 from fakeinstruct.generation.arrow_schema import arrow_schema
-from fakeinstruct.templating.probes import probe_chains
 from fakeinstruct.generation.columns import build_table
 from fakeinstruct.generation.expand import Expander
 from fakeinstruct.generation.formats import to_row
+from fakeinstruct.templating.probes import probe_chains
 from fakeinstruct.templating.registry import load_registry
-from fakeinstruct.chain.taxonomy import default_taxonomy
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.drafting.draft import DEFAULT_THRESHOLDS, DRAFTED_BY, Limit, add_cli, draft_manifest, draft_record
-from fakeinstruct.errors import FakeChainError
 from fakeinstruct.drafting.measure import MAX_SIDE, measure_array, measure_image
+from fakeinstruct.errors import FakeChainError
 
 REAL_SOURCE = {"generator": "camera", "family": "real-camera", "origin": "synthetic test", "license": "CC0-1.0"}
 FAKE_SOURCE = {

@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, assume, given, settings, target
 from hypothesis import strategies as st
 
 from fakeinstruct.chain import MAX_TEXT_CHARS, GeneratorFamily
-from fakeinstruct.errors import FakeChainError, FakeInstructError
-from fakeinstruct.generation.expand import Expander, _starts_with_word
 from fakeinstruct.chain.reader import parse_line, read_chains
-from fakeinstruct.templating.registry import FAMILIES, load_registry
-from fakeinstruct.templating.engine.sandbox import MAX_RENDERED_CHARS
 from fakeinstruct.chain.taxonomy import default_taxonomy
 from fakeinstruct.chain.validate import validate_chains
+from fakeinstruct.errors import FakeChainError, FakeInstructError
+from fakeinstruct.generation.expand import Expander, _starts_with_word
+from fakeinstruct.templating.engine.sandbox import MAX_RENDERED_CHARS
+from fakeinstruct.templating.registry import FAMILIES, load_registry
 
 TAXONOMY = default_taxonomy()
 EXPANDER = Expander(load_registry(entry_points=False), TAXONOMY)

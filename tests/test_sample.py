@@ -6,9 +6,9 @@ import json
 import pytest
 from conftest import SAMPLE
 
+from fakeinstruct.chain.validate import validate_chains
 from fakeinstruct.generation.run import GenerateConfig, generate
 from fakeinstruct.report.quality import measure
-from fakeinstruct.chain.validate import validate_chains
 
 
 def records():

@@ -8,12 +8,10 @@ import yaml
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from fakeinstruct.templating.engine import sandbox
-from fakeinstruct.templating.probes import check_template, probe_chains
+from fakeinstruct.chain.taxonomy import default_taxonomy
 from fakeinstruct.cli import main
-from fakeinstruct.templating.variables import record_context
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.templating.registry import load_file, load_registry
+from fakeinstruct.templating.engine import sandbox
 from fakeinstruct.templating.engine.sandbox import (
     MAX_LOOP_ITERATIONS,
     environment,
@@ -24,7 +22,9 @@ from fakeinstruct.templating.engine.sandbox import (
     titles,
     with_globals,
 )
-from fakeinstruct.chain.taxonomy import default_taxonomy
+from fakeinstruct.templating.probes import check_template, probe_chains
+from fakeinstruct.templating.registry import load_file, load_registry
+from fakeinstruct.templating.variables import record_context
 
 BIG = "'x' * 1000000"  # a value within the limits, large enough to make repeated work slow
 # template answer -> the start of the reason it is refused

@@ -3,8 +3,8 @@ import os
 
 from conftest import make_records, write_dataset
 
-from fakeinstruct.cli import main
 from fakeinstruct.chain.validate import validate_chains
+from fakeinstruct.cli import main
 
 
 def bad_lines(root):

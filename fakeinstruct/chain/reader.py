@@ -15,9 +15,9 @@ import orjson
 from pydantic import ValidationError
 
 from fakeinstruct.chain import FakeChain
+from fakeinstruct.chain.taxonomy import Taxonomy, default_taxonomy
 from fakeinstruct.errors import FakeChainError
 from fakeinstruct.images import DEFAULT_LIMITS, ImageLimits, check_image, resolve_inside
-from fakeinstruct.chain.taxonomy import Taxonomy, default_taxonomy
 
 MAX_LINE_BYTES = 1024 * 1024
 

@@ -6,11 +6,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fakeinstruct.files import atomic_write
-from fakeinstruct.errors import FakeChainError
-from fakeinstruct.images import DEFAULT_LIMITS, ImageLimits
 from fakeinstruct.chain.reader import read_chains
 from fakeinstruct.chain.taxonomy import Taxonomy
+from fakeinstruct.errors import FakeChainError
+from fakeinstruct.files import atomic_write
+from fakeinstruct.images import DEFAULT_LIMITS, ImageLimits
 
 logger = logging.getLogger(__name__)
 

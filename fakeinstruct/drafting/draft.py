@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fakeinstruct import __version__
-from fakeinstruct.errors import FakeChainError
 from fakeinstruct.drafting.evidence import ATTRIBUTES, DEFAULT_THRESHOLDS, DRAFTERS, Finding, Limit, Thresholds
 from fakeinstruct.drafting.reasoning import reason
+from fakeinstruct.errors import FakeChainError
 
 if TYPE_CHECKING:
     from fakeinstruct.drafting.measure import Measurements

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from hashlib import blake2b
 
 from fakeinstruct.chain import FakeChain
-from fakeinstruct.templating.variables import record_context
+from fakeinstruct.chain.taxonomy import Taxonomy
 from fakeinstruct.errors import TemplateError
 from fakeinstruct.templating.engine.memo import RenderMemo
 from fakeinstruct.templating.registry import ATTRIBUTE_KINDS, REQUIRABLE, Phrasing, Registry, Template
-from fakeinstruct.chain.taxonomy import Taxonomy
+from fakeinstruct.templating.variables import record_context
 
 # Which template kinds may answer a turn of a conversation, per family.
 TURN_KINDS = {

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fakeinstruct.errors import FakeChainError
 from fakeinstruct.chain.reader import read_chains
+from fakeinstruct.errors import FakeChainError
 from fakeinstruct.generation.splits import SPLITS, assign_splits, components
 from fakeinstruct.generation.worker import STATE
 

@@ -16,16 +16,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fakeinstruct import __version__
-from fakeinstruct.generation.arrow_schema import FILE_FORMATS
-from fakeinstruct.files import write_text
 from fakeinstruct.chain import SCHEMA_VERSION
+from fakeinstruct.chain.taxonomy import load_taxonomy
 from fakeinstruct.errors import FakeInstructError
+from fakeinstruct.files import write_text
+from fakeinstruct.generation.arrow_schema import FILE_FORMATS
 from fakeinstruct.generation.formats import FORMATS
 from fakeinstruct.generation.plan import plan_shards, scan
-from fakeinstruct.templating.registry import load_registry
 from fakeinstruct.generation.shard import MAX_FAILURE_EXAMPLES
 from fakeinstruct.generation.stats import PairStats
-from fakeinstruct.chain.taxonomy import load_taxonomy
+from fakeinstruct.templating.registry import load_registry
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "fakeinstruct_config.json"

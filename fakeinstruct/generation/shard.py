@@ -15,13 +15,13 @@ from pathlib import Path
 
 import orjson
 
-from fakeinstruct.files import atomic_write
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.images import resolve_inside
+from fakeinstruct.files import atomic_write
 from fakeinstruct.generation.plan import ShardSpec
 from fakeinstruct.generation.stats import PairStats
 from fakeinstruct.generation.worker import STATE
+from fakeinstruct.images import resolve_inside
 
 # failed renders kept as examples (those on the first lines of the chains file); all of them are counted
 MAX_FAILURE_EXAMPLES = 10

@@ -7,10 +7,10 @@ STATE: dict = {}
 
 def init_worker(config) -> None:
     """Load the taxonomy and the templates (compiled once per process) and open the chains file."""
+    from fakeinstruct.chain.taxonomy import load_taxonomy
     from fakeinstruct.generation.arrow_schema import arrow_schema
     from fakeinstruct.generation.expand import Expander
     from fakeinstruct.templating.registry import load_registry
-    from fakeinstruct.chain.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy(config.taxonomy)
     registry = load_registry(config.template_dirs, builtin=config.builtin_templates, check=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fakeinstruct.errors import FakeInstructError
 from fakeinstruct.files import write_text
 from fakeinstruct.report.card import render_dataset_card
-from fakeinstruct.errors import FakeInstructError
 from fakeinstruct.report.quality import measure
 
 

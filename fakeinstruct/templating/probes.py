@@ -7,12 +7,12 @@ the other way) must fail here, with its file name, not hours into a long generat
 from __future__ import annotations
 
 from fakeinstruct.chain import FakeChain
-from fakeinstruct.templating.variables import record_context
+from fakeinstruct.chain.taxonomy import default_taxonomy
 from fakeinstruct.errors import TemplateError
 from fakeinstruct.generation.expand import TURN_KINDS, _starts_with_word
-from fakeinstruct.templating.registry import ATTRIBUTE_KINDS, Registry, Template
 from fakeinstruct.templating.engine.sandbox import render
-from fakeinstruct.chain.taxonomy import default_taxonomy
+from fakeinstruct.templating.registry import ATTRIBUTE_KINDS, Registry, Template
+from fakeinstruct.templating.variables import record_context
 
 _SOURCE_FAKE = {"generator": "probe-gan", "family": "gan", "origin": "probe", "license": "CC0-1.0"}
 _SOURCE_REAL = {"generator": "camera", "family": "real-camera", "origin": "probe", "license": "CC0-1.0"}

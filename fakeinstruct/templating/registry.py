@@ -17,9 +17,9 @@ from types import ModuleType
 import yaml
 from jinja2 import TemplateSyntaxError, meta
 
-from fakeinstruct.templating.variables import KIND_FIELDS, RECORD_FIELDS
 from fakeinstruct.errors import TemplateError
 from fakeinstruct.templating.engine.sandbox import environment, render, with_globals
+from fakeinstruct.templating.variables import KIND_FIELDS, RECORD_FIELDS
 
 logger = logging.getLogger(__name__)
 

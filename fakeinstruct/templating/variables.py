@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from fakeinstruct.chain import FakeChain
-from fakeinstruct.templating.engine.sandbox import with_globals
 from fakeinstruct.chain.taxonomy import Taxonomy
+from fakeinstruct.templating.engine.sandbox import with_globals
 
 # Variables every template may use, whatever its family.
 RECORD_FIELDS = {

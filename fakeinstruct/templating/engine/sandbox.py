@@ -19,6 +19,7 @@ from jinja2.runtime import LoopContext, new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from fakeinstruct.errors import TemplateError
+from fakeinstruct.templating.engine.filters import join_and, lcfirst, sentence, titles
 from fakeinstruct.templating.engine.limits import (
     _COLLECTING_FILTERS,
     _CONTAINER_TYPES,
@@ -45,7 +46,6 @@ from fakeinstruct.templating.engine.limits import (
     _range,
     _size,
 )
-from fakeinstruct.templating.engine.filters import join_and, lcfirst, sentence, titles
 
 __all__ = [
     "MAX_LOOP_ITERATIONS",
