@@ -103,7 +103,7 @@ def _cmd_templates(args) -> int:
     from fakeinstruct.templating.probes import check_registry
     from fakeinstruct.templating.registry import load_registry
 
-    registry = load_registry(args.dirs, builtin=not args.no_builtin, check=False)
+    registry = load_registry(args.dirs, builtin=not args.no_builtin)
     if args.action == "check":
         renders = check_registry(registry)
         print(f"{len(registry)} templates OK ({renders} probe renders)")

@@ -64,11 +64,11 @@ class DetectorConfig:
 def default_config() -> DetectorConfig:
     """Prompts from the built-in templates: their first phrasing and their answer words."""
     from fakeinstruct.chain.taxonomy import load_taxonomy
-    from fakeinstruct.templating.engine.sandbox import render, with_globals
+    from fakeinstruct.templating.engine import render, with_globals
     from fakeinstruct.templating.registry import load_registry
     from fakeinstruct.templating.variables import attribute_context
 
-    registry, taxonomy = load_registry(entry_points=False, check=False), load_taxonomy()
+    registry, taxonomy = load_registry(entry_points=False), load_taxonomy()
     detection = registry[DETECTION_TEMPLATE]
     words = detection.answer_words
     explanation = registry[EXPLANATION_TEMPLATE].questions[0]

@@ -81,7 +81,7 @@ def builtin_corpus(seeds: Iterable[int] = range(4)) -> list[str]:
     from fakeinstruct.templating.probes import probe_chains
     from fakeinstruct.templating.registry import load_registry
 
-    registry, taxonomy = load_registry(entry_points=False, check=False), load_taxonomy()
+    registry, taxonomy = load_registry(entry_points=False), load_taxonomy()
     texts = []
     for seed in seeds:
         expander = Expander(registry, taxonomy, seed)

@@ -18,9 +18,10 @@ from fakeinstruct.chain.reader import parse_line, read_chains
 from fakeinstruct.chain.taxonomy import default_taxonomy
 from fakeinstruct.chain.validate import validate_chains
 from fakeinstruct.errors import FakeChainError, FakeInstructError
-from fakeinstruct.generation.expand import Expander, _starts_with_word
-from fakeinstruct.templating.engine.sandbox import MAX_RENDERED_CHARS
-from fakeinstruct.templating.registry import FAMILIES, load_registry
+from fakeinstruct.generation.expand import Expander
+from fakeinstruct.templating.engine import MAX_RENDERED_CHARS
+from fakeinstruct.templating.kinds import FAMILIES, starts_with_word
+from fakeinstruct.templating.registry import load_registry
 
 TAXONOMY = default_taxonomy()
 EXPANDER = Expander(load_registry(entry_points=False), TAXONOMY)
@@ -119,7 +120,7 @@ def assert_valid_pairs(chain) -> int:
         if pair.answer_word is None:
             assert pair.positive_word is None and pair.negative_word is None
             continue
-        assert _starts_with_word(pair.turns[0][1], pair.answer_word), (pair.template_id, pair.turns[0][1][:80])
+        assert starts_with_word(pair.turns[0][1], pair.answer_word), (pair.template_id, pair.turns[0][1][:80])
         assert pair.answer_word in (pair.positive_word, pair.negative_word)
         if pair.task != "multi_turn":  # a conversation's first turn may ask about an attribute it does not name
             positive = verdicts[pair.attribute] == "anomalous" if pair.attribute else chain.label == "fake"

@@ -5,6 +5,7 @@ import textwrap
 import pytest
 
 from fakeinstruct.errors import TemplateError
+from fakeinstruct.templating.probes import check_registry
 from fakeinstruct.templating.registry import builtin_dir, load_file, load_registry
 
 GOOD = """\
@@ -28,7 +29,7 @@ def write(folder, name, text):
 def load_error(tmp_path, text, name="t.yaml"):
     path = write(tmp_path, name, text)
     with pytest.raises(TemplateError) as info:
-        load_registry([tmp_path], builtin=False, entry_points=False)
+        check_registry(load_registry([tmp_path], builtin=False, entry_points=False))
     assert str(path) in str(info.value)
     return info.value
 
@@ -88,7 +89,7 @@ def test_duplicate_names_name_both_files(tmp_path):
     write(tmp_path, "a.yaml", GOOD)
     second = write(tmp_path, "b.yaml", GOOD)
     with pytest.raises(TemplateError, match="duplicate template name") as info:
-        load_registry([tmp_path], builtin=False, entry_points=False)
+        check_registry(load_registry([tmp_path], builtin=False, entry_points=False))
     assert str(second) in str(info.value) and "a.yaml" in str(info.value)
 
 
@@ -166,7 +167,7 @@ def test_load_file_direct(tmp_path):
 def test_sandbox_blocks_escapes_on_every_path(source):
     from jinja2.exceptions import SecurityError, UndefinedError
 
-    from fakeinstruct.templating.engine.sandbox import environment, render, with_globals
+    from fakeinstruct.templating.engine import environment, render, with_globals
 
     template = environment().from_string(source)
     with pytest.raises(TemplateError) as info:
@@ -175,7 +176,7 @@ def test_sandbox_blocks_escapes_on_every_path(source):
 
 
 def test_sandbox_fast_path_reads_items_only():
-    from fakeinstruct.templating.engine.sandbox import environment, render, with_globals
+    from fakeinstruct.templating.engine import environment, render, with_globals
 
     template = environment().from_string("{{ a.title }} {{ {'__class__': 'value'}.__class__ }} {{ 'x'.upper() }}")
     assert render(template, with_globals({"a": {"title": "texture"}}), file="t", field="q") == "texture value X"

@@ -11,18 +11,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from fakeinstruct.chain.taxonomy import default_taxonomy
 from fakeinstruct.cli import main
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.templating.engine import sandbox
-from fakeinstruct.templating.engine.sandbox import (
-    MAX_LOOP_ITERATIONS,
-    environment,
-    join_and,
-    lcfirst,
-    render,
-    sentence,
-    titles,
-    with_globals,
-)
-from fakeinstruct.templating.probes import check_template, probe_chains
+from fakeinstruct.templating.engine import MAX_LOOP_ITERATIONS, environment, render, sandbox, with_globals
+from fakeinstruct.templating.engine.filters import join_and, lcfirst, sentence, titles
+from fakeinstruct.templating.probes import check_registry, check_template, probe_chains
 from fakeinstruct.templating.registry import load_file, load_registry
 from fakeinstruct.templating.variables import record_context
 
@@ -90,7 +81,7 @@ def test_hostile_template_fails_fast_at_load_naming_file_and_field(answer, tmp_p
     path = write_template(tmp_path, answer)
     start = time.perf_counter()
     with pytest.raises(TemplateError) as info:
-        load_registry([tmp_path], builtin=False, entry_points=False)
+        check_registry(load_registry([tmp_path], builtin=False, entry_points=False))
     seconds = time.perf_counter() - start
     assert (info.value.file, info.value.field) == (str(path), "answers[0]")
     assert info.value.message.startswith(HOSTILE[answer]), info.value.message

@@ -2,34 +2,52 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, ValidationError, field_validator
 
 from fakeinstruct.errors import TaxonomyError
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{1,47}$")
-_REQUIRED = ("name", "title", "description", "natural", "anomalous", "advice")
+Prose = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-@dataclass(frozen=True)
-class AttributeSpec:
+class AttributeSpec(BaseModel):
     """One forgery attribute: what it covers and what natural and anomalous look like."""
 
-    name: str
-    title: str
-    description: str
-    natural: str
-    anomalous: str
-    advice: str
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def as_dict(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in _REQUIRED}
+    name: Annotated[StrictStr, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,47}$")] = Field(
+        description="Attribute name used in FakeChain records."
+    )
+    title: Prose = Field(description="How templates name it, e.g. 'Edges and contours'.")
+    description: Prose = Field(description="What the attribute covers.")
+    natural: Prose = Field(description="What it looks like in a camera photograph.")
+    anomalous: Prose = Field(description="What a generator trace looks like.")
+    advice: Prose = Field(description="What would make an anomaly disappear (the enhancement fallback).")
+
+
+class TaxonomySpec(BaseModel):
+    """A taxonomy file: its attributes, each name once. ``fakeinstruct schema taxonomy`` publishes its JSON Schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: StrictInt = Field(default=1, description="Version of the taxonomy file format.")
+    attributes: list[AttributeSpec]
+
+    @field_validator("attributes")
+    @classmethod
+    def _unique(cls, attributes: list[AttributeSpec]) -> list[AttributeSpec]:
+        seen = set()
+        for spec in attributes:
+            if spec.name in seen:
+                raise ValueError(f"duplicate attribute {spec.name!r}")
+            seen.add(spec.name)
+        return attributes
 
 
 class Taxonomy:
@@ -74,26 +92,13 @@ def _load_file(path: Path) -> list[AttributeSpec]:
 
 
 def _parse(data: object, file: str) -> list[AttributeSpec]:
-    if not isinstance(data, dict) or not isinstance(data.get("attributes"), list):
-        raise TaxonomyError("expected a mapping with an 'attributes' list", file=file)
-    specs, seen = [], set()
-    for i, entry in enumerate(data["attributes"]):
-        field = f"attributes[{i}]"
-        if not isinstance(entry, dict):
-            raise TaxonomyError("expected a mapping", file=file, field=field)
-        missing = [k for k in _REQUIRED if not isinstance(entry.get(k), str) or not entry[k].strip()]
-        if missing:
-            raise TaxonomyError(f"missing or empty: {', '.join(missing)}", file=file, field=field)
-        unknown = sorted(set(entry) - set(_REQUIRED))
-        if unknown:
-            raise TaxonomyError(f"unknown keys: {', '.join(unknown)}", file=file, field=field)
-        if not _NAME.match(entry["name"]):
-            raise TaxonomyError(f"name {entry['name']!r} must match {_NAME.pattern}", file=file, field=field)
-        if entry["name"] in seen:
-            raise TaxonomyError(f"duplicate attribute {entry['name']!r}", file=file, field=field)
-        seen.add(entry["name"])
-        specs.append(AttributeSpec(**{k: entry[k].strip() for k in _REQUIRED}))
-    return specs
+    try:
+        return TaxonomySpec.model_validate(data).attributes
+    except ValidationError as err:
+        problem = err.errors(include_url=False)[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem["loc"]).lstrip(".") or None
+        message = problem["msg"].removeprefix("Value error, ")
+        raise TaxonomyError(message, file=file, field=where) from None
 
 
 @lru_cache(maxsize=1)

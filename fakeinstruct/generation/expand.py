@@ -14,20 +14,10 @@ from hashlib import blake2b
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.chain.taxonomy import Taxonomy
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.templating.engine.memo import RenderMemo
-from fakeinstruct.templating.registry import ATTRIBUTE_KINDS, REQUIRABLE, Phrasing, Registry, Template
+from fakeinstruct.templating.engine import RenderMemo
+from fakeinstruct.templating.kinds import ATTRIBUTE_KINDS, OPEN_KINDS, REQUIRABLE, TURN_KINDS, starts_with_word
+from fakeinstruct.templating.registry import Phrasing, Registry, Template
 from fakeinstruct.templating.variables import record_context
-
-# Which template kinds may answer a turn of a conversation, per family.
-TURN_KINDS = {
-    "detection": ("closed", "choice"),
-    "explanation": ("free",),
-    "attribute": ("per_attribute", "attribute_closed"),
-    "enhancement": ("free",),
-}
-
-
-OPEN_KINDS = ("free", "per_attribute")
 
 
 @dataclass(slots=True)
@@ -62,14 +52,7 @@ class Rng:
     def __init__(self, seed: int):
         self.state = seed & _MASK
 
-    def next(self) -> int:
-        self.state = z = (self.state + 0x9E3779B97F4A7C15) & _MASK
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-        return z ^ (z >> 31)
-
     def randrange(self, n: int) -> int:
-        # next() inlined: a pair draws several numbers, and the call costs as much as the arithmetic
         self.state = z = (self.state + 0x9E3779B97F4A7C15) & _MASK
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
@@ -92,24 +75,16 @@ class Rng:
         return pool[:k]
 
 
-def rng_for(seed: int, chain_id: str, name: str) -> Rng:
-    return _seeded(_seed_hash(seed, chain_id), name)
-
-
 def _seed_hash(seed: int, chain_id: str):
     """The hash state after the (seed, record id) prefix, shared by every generator of one record."""
     return blake2b(f"{seed}\x1f{chain_id}\x1f".encode(), digest_size=8)
 
 
 def _seeded(prefix, name: str) -> Rng:
-    # hashing the prefix once per record and the name per generator hashes the same bytes as rng_for's string
+    # the prefix is hashed once per record, the name once per generator
     digest = prefix.copy()
     digest.update(name.encode())
     return Rng(int.from_bytes(digest.digest(), "big"))
-
-
-def _starts_with_word(text: str, word: str) -> bool:
-    return text.startswith(word) and (len(text) == len(word) or not text[len(word)].isalnum())
 
 
 def _reraise(err: TemplateError) -> None:
@@ -250,7 +225,7 @@ class Expander:
         render = self._memo.render
         q_text = question.static or render(question, context, template.file, "questions", qi)
         a_text = answer.static or render(answer, context, template.file, "answers", ai)
-        if word is not None and not _starts_with_word(a_text, word):
+        if word is not None and not starts_with_word(a_text, word):
             raise TemplateError(
                 f"answer does not start with the answer word {word!r}: {a_text[:80]!r}",
                 file=template.file,

@@ -25,6 +25,7 @@ from fakeinstruct.generation.formats import FORMATS
 from fakeinstruct.generation.plan import plan_shards, scan
 from fakeinstruct.generation.shard import MAX_FAILURE_EXAMPLES
 from fakeinstruct.generation.stats import PairStats
+from fakeinstruct.templating.probes import check_registry
 from fakeinstruct.templating.registry import load_registry
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,9 @@ def generate(config: GenerateConfig) -> GenerateResult:
     config.root = str(Path(config.root) if config.root else chains_path.parent)
     out = Path(config.out)
     load_taxonomy(config.taxonomy)  # a bad taxonomy file fails here, in the main process, not in a worker
-    registry = load_registry(config.template_dirs, builtin=config.builtin_templates).select(config.families)
+    registry = load_registry(config.template_dirs, builtin=config.builtin_templates)
+    check_registry(registry)
+    registry = registry.select(config.families)
     if not len(registry):
         raise FakeInstructError("no templates selected")
 

@@ -13,7 +13,7 @@ def init_worker(config) -> None:
     from fakeinstruct.templating.registry import load_registry
 
     taxonomy = load_taxonomy(config.taxonomy)
-    registry = load_registry(config.template_dirs, builtin=config.builtin_templates, check=False)
+    registry = load_registry(config.template_dirs, builtin=config.builtin_templates)
     registry = registry.select(config.families)
     close()
     STATE.update(

@@ -9,9 +9,9 @@ from __future__ import annotations
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.chain.taxonomy import default_taxonomy
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.generation.expand import TURN_KINDS, _starts_with_word
-from fakeinstruct.templating.engine.sandbox import render
-from fakeinstruct.templating.registry import ATTRIBUTE_KINDS, Registry, Template
+from fakeinstruct.templating.engine import render
+from fakeinstruct.templating.kinds import ATTRIBUTE_KINDS, TURN_KINDS, starts_with_word
+from fakeinstruct.templating.registry import Registry, Template
 from fakeinstruct.templating.variables import record_context
 
 _SOURCE_FAKE = {"generator": "probe-gan", "family": "gan", "origin": "probe", "license": "CC0-1.0"}
@@ -141,7 +141,7 @@ def check_template(template: Template, chains: list[FakeChain]) -> int:
                 text = render(phrasing.compiled, context, file=template.file, field=field, timed=True)
                 if not text:
                     raise TemplateError(f"renders empty for record {chain.id}", file=template.file, field=field)
-                if word is not None and not _starts_with_word(text, word):
+                if word is not None and not starts_with_word(text, word):
                     raise TemplateError(
                         f"answer must start with the answer word {word!r}, got {text[:60]!r} (record {chain.id})",
                         file=template.file,

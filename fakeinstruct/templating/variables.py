@@ -9,7 +9,8 @@ from typing import Any
 
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.chain.taxonomy import Taxonomy
-from fakeinstruct.templating.engine.sandbox import with_globals
+from fakeinstruct.templating.engine import with_globals
+from fakeinstruct.templating.kinds import KIND_VARIABLES
 
 # Variables every template may use, whatever its family.
 RECORD_FIELDS = {
@@ -30,6 +31,7 @@ KIND_FIELDS = {
     "answer": "the correct answer word (closed and choice kinds; answers must start with it)",
     "options": "the shuffled options of a choice question: list of {letter, text}",
 }
+assert set(KIND_FIELDS) == set().union(*KIND_VARIABLES.values())
 ATTRIBUTE_KEYS = (
     "name",
     "title",

@@ -1,7 +1,7 @@
 """Limits on what a contributor template can make a render do: loops, value sizes, output, CPU time at load.
 
 Jinja's sandbox keeps a template from Python's internals, not from looping for hours or building a gigabyte string.
-Nothing can recurse: macros, blocks, imports and recursive loops are refused at compile time (:class:`_Limiter`).
+Nothing can recurse: macros, blocks, imports and recursive loops are refused at compile time (:class:`Limiter`).
 All loops of a render share :data:`MAX_LOOP_ITERATIONS`. The operations that can build a value much larger than
 their inputs (``*``, ``+``, ``**``, ``%``, ``~``, literals, calls, the filters that pad, repeat or collect) are
 checked before they run where their size follows from their arguments, after otherwise, against
@@ -22,7 +22,7 @@ from jinja2.sandbox import SecurityError
 from jinja2.utils import Namespace, _PassArg, pass_context
 from jinja2.visitor import NodeTransformer
 
-from fakeinstruct.templating.engine.filters import join_and
+from fakeinstruct.templating.engine.filters import join_and, lcfirst, sentence, titles
 
 # A rendered question or answer longer than this is a runaway template, not an answer.
 MAX_RENDERED_CHARS = 20_000
@@ -48,7 +48,7 @@ _FEW = 16
 # --- sizes and the per-render budget ---------------------------------------------------------------------------
 
 
-def _size(value, limit: int = MAX_VALUE_SIZE, _seen: dict | None = None) -> int:
+def size(value, limit: int = MAX_VALUE_SIZE, _seen: dict | None = None) -> int:
     """Characters of a string; items of a container plus their sizes. A container met again is counted from memory
     and counting stops past ``limit``: a list holding one list many times over costs a step per distinct list."""
     if isinstance(value, str):
@@ -62,7 +62,7 @@ def _size(value, limit: int = MAX_VALUE_SIZE, _seen: dict | None = None) -> int:
         return seen[id(value)]
     total = len(value)
     for item in (*value.keys(), *value.values()) if isinstance(value, Mapping) else value:
-        total += len(item) if isinstance(item, str) else _size(item, limit - total, seen)
+        total += len(item) if isinstance(item, str) else size(item, limit - total, seen)
         if total > limit:
             break
     seen[id(value)] = total
@@ -87,7 +87,7 @@ def _budget(context) -> list:
         return budget
 
 
-def _charge(context, size: int, what: str) -> None:
+def charge(context, size: int, what: str) -> None:
     if size > _SMALL:
         _need(size, what)
         budget = _budget(context)
@@ -128,7 +128,7 @@ def _loop_guard(context, iterable):
 
 @pass_context
 def _built(context, value):
-    _charge(context, _size(value), "an expression")
+    charge(context, size(value), "an expression")
     return value
 
 
@@ -144,10 +144,10 @@ class _Namespace(Namespace):
 
     def __init__(*args, **kwargs):
         Namespace.__init__(*args, **kwargs)
-        _need(_size(args[0]), "namespace()")
+        _need(size(args[0]), "namespace()")
 
     def __setitem__(self, name: str, value) -> None:
-        _need(_size(value), f"namespace attribute {name!r}")
+        _need(size(value), f"namespace attribute {name!r}")
         super().__setitem__(name, value)
 
 
@@ -204,8 +204,8 @@ _FILTER_SIZES = {
     "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True: _wrapped_size(
         str(s), width, wrapstring or "\n"
     ),
-    "batch": lambda value, linecount, fill_with=None: linecount * (0 if fill_with is None else _size(fill_with)),
-    "slice": lambda value, slices, fill_with=None: slices * (1 if fill_with is None else 1 + _size(fill_with)),
+    "batch": lambda value, linecount, fill_with=None: linecount * (0 if fill_with is None else size(fill_with)),
+    "slice": lambda value, slices, fill_with=None: slices * (1 if fill_with is None else 1 + size(fill_with)),
 }
 _METHOD_SIZES = {
     "center": lambda s, width, fillchar=" ": max(len(s), width),
@@ -219,20 +219,20 @@ _METHOD_SIZES = {
 
 
 def _joined_size(items: list, sep: str) -> int:
-    return sum(len(i) if isinstance(i, str) else _size(i) for i in items) + max(len(items) - 1, 0) * len(sep)
+    return sum(len(i) if isinstance(i, str) else size(i) for i in items) + max(len(items) - 1, 0) * len(sep)
 
 
 @pass_context
 def _join(context, value, d="", attribute=None):
     items = value if type(value) is list else list(value)
     if len(items) > _FEW:
-        _need(_size(items) + len(items) * len(str(d)), "join")
+        _need(size(items) + len(items) * len(str(d)), "join")
     if attribute is None:
         text = str(d).join(map(str, items))
     else:
         text = jinja_filters.sync_do_join(context.eval_ctx, items, d, attribute)
     if len(text) > _SMALL:
-        _charge(context, len(text), "join")
+        charge(context, len(text), "join")
     return text
 
 
@@ -243,7 +243,7 @@ def _join_and(context, items, sep=", ", last=" and "):
         _need(_joined_size(items, max(str(sep), str(last), key=len)), "join_and")
     text = join_and(items, sep, last)
     if len(text) > _SMALL:
-        _charge(context, len(text), "join_and")
+        charge(context, len(text), "join_and")
     return text
 
 
@@ -272,15 +272,15 @@ def _guarded_filter(name: str, func):
         result = func(*first(context), value, *args, **kwargs)
         if isinstance(result, Iterator):  # batch and slice yield their groups
             result = list(result)
-        _charge(context, _size(result), name)
+        charge(context, size(result), name)
         return result
 
     guarded.__name__ = guarded.__qualname__ = name
     return guarded
 
 
-_SIZING_METHODS = frozenset((*_METHOD_SIZES, "join", "format", "format_map"))
-_CONTAINER_TYPES = frozenset((list, tuple, dict, set, frozenset))
+SIZING_METHODS = frozenset((*_METHOD_SIZES, "join", "format", "format_map"))
+CONTAINER_TYPES = frozenset((list, tuple, dict, set, frozenset))
 
 
 # --- compile-time restrictions ---------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def _wrap(node, name: str):
     return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
 
 
-class _Limiter(NodeTransformer):
+class Limiter(NodeTransformer):
     """Refuses what could recurse or load other templates; wraps loops and built values in their checks."""
 
     loops = False
@@ -337,3 +337,50 @@ class _Limiter(NodeTransformer):
 
     def visit_Tuple(self, node):
         return self.visit_List(node) if node.ctx == "load" else self.generic_visit(node)
+
+
+# --- what the sandbox calls -------------------------------------------------------------------------------------
+
+
+def install(env) -> None:
+    """Add the template filters, and the guarded versions of Jinja's own that can build large values, to ``env``."""
+    env.filters.update(sentence=sentence, lcfirst=lcfirst, titles=titles)
+    # slice's async variant only dispatches to the sync function
+    env.filters["slice"] = jinja_filters.sync_do_slice
+    for name in _SIZING_FILTERS + _COLLECTING_FILTERS:
+        env.filters[name] = _guarded_filter(name, env.filters[name])
+    env.filters.update(join=_join, join_and=_join_and, _loop_guard=_loop_guard, _built=_built)
+    env.globals.update(range=_range, namespace=_Namespace)
+    # lipsum draws from the global random state: it would make output depend on the process
+    env.globals.pop("lipsum", None)
+
+
+def check_binop(context, operator: str, left, right) -> None:
+    """Refuse ``left operator right`` before it runs when its result would be over a limit."""
+    if operator == "%" and isinstance(left, str):
+        _check_formats(left, method=False)
+    elif isinstance(left, int) and isinstance(right, int):
+        bits = (left.bit_length() + right.bit_length()) if operator == "*" else 0
+        if operator == "**" and right > 0 and abs(left) > 1:
+            bits = right * max(abs(left).bit_length() - 1, 1)
+        if bits > MAX_INT_BITS:
+            raise SecurityError(f"'{operator}' would make an integer over {MAX_INT_BITS} bits")
+    elif operator == "*":
+        sequence, times = (left, right) if isinstance(right, int) else (right, left)
+        if isinstance(times, int) and isinstance(sequence, (str, list, tuple)):
+            charge(context, size(sequence) * max(times, 0), "'*'")
+    elif operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+        charge(context, size(left) + size(right), "'+'")
+
+
+def check_str_call(owner: str, name: str, args: tuple, kwargs: dict) -> tuple:
+    """Refuse a str method call (``owner.name(*args)``) whose result would be over a limit; return the arguments to
+    call it with (an iterable given to ``join`` is read once, here, and passed on as a list)."""
+    if name == "join" and args:
+        args = (list(args[0]), *args[1:])
+        _need(_joined_size(args[0], owner), "str.join()")
+    elif name.startswith("format"):
+        _check_formats(owner, method=True)
+    else:
+        _need(_METHOD_SIZES[name](owner, *args, **kwargs), f"str.{name}()")
+    return args

@@ -1,7 +1,7 @@
 """The sandboxed Jinja environment that renders contributor templates, with its filters and limits.
 
-Jinja's immutable sandbox keeps a template from Python's internals; :mod:`fakeinstruct.templating.engine.limits` keeps it from
-looping for hours or building a gigabyte string. A template that breaks a limit fails in milliseconds, with a
+Jinja's immutable sandbox keeps a template from Python's internals; :mod:`.limits` keeps it from looping for hours or
+building a gigabyte string. A template that breaks a limit fails in milliseconds, with a
 :class:`TemplateError` naming its file and field, when it is rendered on the probe records at load time. Output is
 capped at :data:`MAX_RENDERED_CHARS`, measured as it is produced where there are loops.
 """
@@ -14,51 +14,24 @@ from itertools import islice
 from typing import ClassVar
 
 from jinja2 import StrictUndefined, Template
-from jinja2 import filters as jinja_filters
 from jinja2.runtime import LoopContext, new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.templating.engine.filters import join_and, lcfirst, sentence, titles
 from fakeinstruct.templating.engine.limits import (
-    _COLLECTING_FILTERS,
-    _CONTAINER_TYPES,
-    _METHOD_SIZES,
-    _SIZING_FILTERS,
-    _SIZING_METHODS,
+    CONTAINER_TYPES,
     MAX_CHECK_SECONDS,
-    MAX_INT_BITS,
     MAX_LOOP_ITERATIONS,
     MAX_RENDER_WORK,
     MAX_RENDERED_CHARS,
-    MAX_VALUE_SIZE,
-    _built,
-    _charge,
-    _check_formats,
-    _guarded_filter,
-    _join,
-    _join_and,
-    _joined_size,
-    _Limiter,
-    _loop_guard,
-    _Namespace,
-    _need,
-    _range,
-    _size,
+    SIZING_METHODS,
+    Limiter,
+    charge,
+    check_binop,
+    check_str_call,
+    install,
+    size,
 )
-
-__all__ = [
-    "MAX_LOOP_ITERATIONS",
-    "MAX_RENDERED_CHARS",
-    "MAX_VALUE_SIZE",
-    "environment",
-    "join_and",
-    "lcfirst",
-    "render",
-    "sentence",
-    "titles",
-    "with_globals",
-]
 
 
 class _Template(Template):
@@ -107,58 +80,39 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return verdict
 
     def _parse(self, source, name, filename):
-        return _Limiter().visit(super()._parse(source, name, filename))
+        return Limiter().visit(super()._parse(source, name, filename))
 
     def from_string(self, source, globals=None, template_class=None):
         if not isinstance(source, str):
             raise TypeError("templates are compiled from their source, where the limits are applied")
-        limiter = _Limiter()
+        limiter = Limiter()
         ast = limiter.visit(super()._parse(source, None, None))
         template = super().from_string(ast, globals, template_class)
         template.loops = limiter.loops
         return template
 
     def call_binop(self, context, operator, left, right):
-        if operator == "%" and isinstance(left, str):
-            _check_formats(left, method=False)
-        elif isinstance(left, int) and isinstance(right, int):
-            bits = (left.bit_length() + right.bit_length()) if operator == "*" else 0
-            if operator == "**" and right > 0 and abs(left) > 1:
-                bits = right * max(abs(left).bit_length() - 1, 1)
-            if bits > MAX_INT_BITS:
-                raise SecurityError(f"'{operator}' would make an integer over {MAX_INT_BITS} bits")
-        elif operator == "*":
-            sequence, times = (left, right) if isinstance(right, int) else (right, left)
-            if isinstance(times, int) and isinstance(sequence, (str, list, tuple)):
-                _charge(context, _size(sequence) * max(times, 0), "'*'")
-        elif operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
-            _charge(context, _size(left) + _size(right), "'+'")
+        check_binop(context, operator, left, right)
         result = self.binop_table[operator](left, right)
         if operator == "%" and isinstance(result, str):
-            _charge(context, len(result), "'%'")
+            charge(context, len(result), "'%'")
         return result
 
     def call(__self, __context, __obj, *args, **kwargs):
-        if getattr(__obj, "__name__", None) not in _SIZING_METHODS:
+        if getattr(__obj, "__name__", None) not in SIZING_METHODS:
             # SandboxedEnvironment.call, inlined: a method call is on the hot path, and a layer costs a third of it
             if not __self.is_safe_callable(__obj):
                 raise SecurityError(f"{__obj!r} is not safely callable")
             result = __context.call(__obj, *args, **kwargs)
-            if type(result) in _CONTAINER_TYPES:  # dict(), dict.fromkeys(), str.split(): collected, unchecked
-                _charge(__context, _size(result), "a call")
+            if type(result) in CONTAINER_TYPES:  # dict(), dict.fromkeys(), str.split(): collected, unchecked
+                charge(__context, size(result), "a call")
             return result
         # str.format comes wrapped by the sandbox: the string is the wrapped method's owner
         owner, name = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None), __obj.__name__
         if isinstance(owner, str):
-            if name == "join" and args:
-                args = (list(args[0]), *args[1:])
-                _need(_joined_size(args[0], owner), "str.join()")
-            elif name.startswith("format"):
-                _check_formats(owner, method=True)
-            else:
-                _need(_METHOD_SIZES[name](owner, *args, **kwargs), f"str.{name}()")
+            args = check_str_call(owner, name, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
-        _charge(__context, _size(result), f"{name}()")
+        charge(__context, size(result), f"{name}()")
         return result
 
 
@@ -172,15 +126,7 @@ def environment() -> ImmutableSandboxedEnvironment:
         autoescape=False,
         keep_trailing_newline=False,
     )
-    env.filters.update(sentence=sentence, lcfirst=lcfirst, titles=titles)
-    # slice's async variant only dispatches to the sync function
-    env.filters["slice"] = jinja_filters.sync_do_slice
-    for name in _SIZING_FILTERS + _COLLECTING_FILTERS:
-        env.filters[name] = _guarded_filter(name, env.filters[name])
-    env.filters.update(join=_join, join_and=_join_and, _loop_guard=_loop_guard, _built=_built)
-    env.globals.update(range=_range, namespace=_Namespace)
-    # lipsum draws from the global random state: it would make output depend on the process
-    env.globals.pop("lipsum", None)
+    install(env)
     return env
 
 
