@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from fakeinstruct.errors import FakeChainError
+from fakeinstruct.files import resolve_inside
 
 
 @dataclass(frozen=True)
@@ -21,27 +21,6 @@ class ImageLimits:
 
 
 DEFAULT_LIMITS = ImageLimits()
-
-
-@lru_cache(maxsize=65536)
-def _resolved_dir(root: str, relative_dir: str) -> tuple[Path, Path]:
-    resolved_root = Path(root).resolve()
-    return resolved_root, (resolved_root / relative_dir).resolve()
-
-
-def resolve_inside(root: Path, relative: str) -> Path:
-    """``root / relative`` with symlinks resolved, refusing anything that ends up outside ``root``.
-
-    Resolved folders are cached (many records share one), so only the file itself is looked at per call.
-    """
-    relative_dir, _, name = relative.rpartition("/")
-    resolved_root, folder = _resolved_dir(str(root), relative_dir)
-    target = folder / name
-    if name in ("", ".", "..") or target.is_symlink():
-        target = target.resolve()
-    if not target.is_relative_to(resolved_root):
-        raise FakeChainError(f"{relative!r} resolves outside the dataset root {str(resolved_root)!r}", field="image")
-    return target
 
 
 def check_image(root: Path, relative: str, limits: ImageLimits = DEFAULT_LIMITS) -> tuple[int, int]:

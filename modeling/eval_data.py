@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakeinstruct.errors import FakeInstructError
-from fakeinstruct.images import resolve_inside
-from fakeinstruct.loading import CONFIG_FILE, MANIFEST_FILE
+from fakeinstruct.files import resolve_inside
+from fakeinstruct.folder import FakeInstructFolder
 
 COLUMNS = ("chain_id", "label", "generator", "images")
 
@@ -56,20 +56,12 @@ def read_rows(path: Path, file_format: str, columns: tuple[str, ...]) -> list[di
 
 def split_shards(folder: str | Path, split: str, formats: tuple[str, ...] = ("trl", "prompt-completion")):
     """``(identity, shard paths)`` of ``split`` in a FakeInstruct folder written in one of ``formats``."""
-    root = Path(folder)
-    config_path = root / CONFIG_FILE
-    if not config_path.is_file():
-        raise FakeInstructError(f"{root} is not a FakeInstruct folder: {CONFIG_FILE} is missing")
-    identity = json.loads(config_path.read_text(encoding="utf-8"))["identity"]
-    if identity["format"] not in formats:
+    opened = FakeInstructFolder.open(folder)
+    if opened.format not in formats:
         raise FakeInstructError(
-            f"{root}: needs the {' or '.join(formats)} format; this folder is {identity['format']!r}"
+            f"{opened.path}: needs the {' or '.join(formats)} format; this folder is {opened.format!r}"
         )
-    shards = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))["shards"]
-    names = sorted(name for name in shards if name.split("/", 1)[0] == split)
-    if not names:
-        raise FakeInstructError(f"{root} has no split {split!r}")
-    return identity, [root / shards[name]["path"] for name in names]
+    return opened.identity, opened.shards(split)[split]
 
 
 def labeled_image(root: Path, identity: dict, row: dict) -> LabeledImage:

@@ -91,9 +91,4 @@ def default_config() -> DetectorConfig:
 
 
 def _neutral_attribute(name: str, taxonomy, attribute_context) -> dict:
-    from types import SimpleNamespace
-
-    placeholder = SimpleNamespace(
-        name=name, verdict="natural", evidence="", measurement=None, severity=None, region=None
-    )
-    return attribute_context(placeholder, taxonomy)
+    return attribute_context({"name": name, "verdict": "natural", "evidence": ""}, taxonomy)

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from fakeinstruct.loading import CONFIG_FILE, load_fakeinstruct
+from fakeinstruct.folder import CONFIG_FILE
+from fakeinstruct.loading import load_fakeinstruct
 
 logger = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def fakeinstruct_dir(tmp_path_factory) -> Path:
     """FakeInstruct from the first 20 sample records, detection family only (60 train, 8 validation rows)."""
-    from fakeinstruct.generation.run import GenerateConfig, generate
+    from fakeinstruct.generation import GenerateConfig, generate
 
     root = tmp_path_factory.mktemp("fakeinstruct")
     chains = root / "chains.jsonl"
@@ -98,7 +98,7 @@ def fakeinstruct_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> Path:
     """FakeInstruct of the whole sample, every task family: 24 validation and 24 test images, half of them fake."""
-    from fakeinstruct.generation.run import GenerateConfig, generate
+    from fakeinstruct.generation import GenerateConfig, generate
 
     out = tmp_path_factory.mktemp("detector") / "data"
     config = GenerateConfig(chains=str(SAMPLE / "chains.jsonl"), out=str(out), root=str(SAMPLE), progress=False)
@@ -143,7 +143,7 @@ ONE_TEMPLATE = (
 
 def generate_with_one_template(chains: Path, work: Path):
     """``fakeinstruct generate`` to JSONL with a single one-phrasing template: fast, and every pair predictable."""
-    from fakeinstruct.generation.run import GenerateConfig, generate
+    from fakeinstruct.generation import GenerateConfig, generate
 
     templates = work / "templates" / "detection"
     templates.mkdir(parents=True)

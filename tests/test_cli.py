@@ -42,8 +42,10 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert main(["generate", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "missing.jsonl" in err
-    assert main(["generate", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o"), "--split", "1,2"]) == 2
-    assert "--split" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["generate", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o"), "--split", "1,2"])
+    assert info.value.code == 2
+    assert "argument --split: split ratios '1,2' must be" in capsys.readouterr().err
 
 
 def test_console_script_imports_without_torch():

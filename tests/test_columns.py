@@ -4,10 +4,8 @@ import pyarrow as pa
 import pytest
 
 from fakeinstruct.chain.taxonomy import default_taxonomy
-from fakeinstruct.generation.arrow_schema import arrow_schema
-from fakeinstruct.generation.columns import build_table
 from fakeinstruct.generation.expand import Expander
-from fakeinstruct.generation.formats import to_row
+from fakeinstruct.generation.formats import FORMATS
 from fakeinstruct.templating.probes import probe_chains
 from fakeinstruct.templating.registry import load_registry
 
@@ -23,15 +21,27 @@ def pairs():
     [("trl", False), ("trl", True), ("prompt-completion", False), ("prompt-completion", True), ("llava", False)],
 )
 def test_columnar_table_equals_row_dicts(pairs, fmt, embed):
-    schema = arrow_schema(fmt, embed)
+    layout = FORMATS[fmt]
+    schema = layout.schema(embed)
     refs = [
         {"bytes": f"img{i}".encode(), "path": p.image} if embed else f"images/{p.image}" for i, p in enumerate(pairs)
     ]
-    table = build_table(pairs, fmt, refs, schema)
-    expected = pa.Table.from_pylist([to_row(p, fmt, r) for p, r in zip(pairs, refs, strict=True)], schema=schema)
+    table = layout.table(pairs, refs, schema)
+    expected = pa.Table.from_pylist([layout.row(p, r) for p, r in zip(pairs, refs, strict=True)], schema=schema)
     assert table.schema == schema
     assert table.to_pylist() == expected.to_pylist()
     assert any(len(p.turns) > 1 for p in pairs)  # multi-turn rows are covered
+
+
+def test_schema_is_what_datasets_makes_of_the_features():
+    """The shards' schema, Hugging Face metadata included, is ``datasets.Features``' own (no hand-written copy)."""
+    from datasets import Features
+
+    for layout in FORMATS.values():
+        for embed in (False, True) if layout.has_images else (False,):
+            schema = layout.schema(embed)
+            assert Features.from_arrow_schema(schema) == layout.features(embed)
+            assert Features.from_arrow_schema(schema).arrow_schema.equals(schema, check_metadata=True)
 
 
 def test_count_matches_expand():

@@ -14,7 +14,8 @@ from PIL import Image, ImageFilter
 from pydantic import ValidationError
 
 from fakeinstruct.chain import FakeChain
-from fakeinstruct.drafting.draft import DEFAULT_THRESHOLDS, DRAFTED_BY, Limit, add_cli, draft_manifest, draft_record
+from fakeinstruct.cli.draft import add_commands
+from fakeinstruct.drafting.draft import DEFAULT_THRESHOLDS, DRAFTED_BY, Limit, draft_manifest, draft_record
 from fakeinstruct.drafting.measure import MAX_SIDE, measure_array, measure_image
 from fakeinstruct.errors import FakeChainError
 
@@ -383,7 +384,7 @@ def test_bad_manifest_lines_fail_before_any_drafting(tmp_path, line, message):
 def test_cli_subcommand(tmp_path, capsys):
     manifest = _manifest(tmp_path, [("r1", _camera_like(1), "real")])
     parser = argparse.ArgumentParser(prog="fakeinstruct")
-    add_cli(parser.add_subparsers(dest="command"))
+    add_commands(parser.add_subparsers(dest="command"))
     out = tmp_path / "drafts.jsonl"
     args = parser.parse_args(["draft", str(tmp_path), "--manifest", str(manifest), "--out", str(out), "--no-progress"])
     assert args.func(args) == 0

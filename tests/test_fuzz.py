@@ -12,7 +12,7 @@ from test_properties import assert_valid_pairs, mutate
 from fakeinstruct.chain.reader import read_chains
 from fakeinstruct.chain.validate import validate_chains
 from fakeinstruct.errors import FakeChainError
-from fakeinstruct.generation.run import GenerateConfig, generate
+from fakeinstruct.generation import GenerateConfig, generate
 
 SEED = 20_240_607
 RECORDS = 10_000

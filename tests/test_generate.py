@@ -5,7 +5,7 @@ import pytest
 from conftest import make_records, write_dataset
 
 from fakeinstruct.errors import FakeInstructError
-from fakeinstruct.generation.run import GenerateConfig, generate
+from fakeinstruct.generation import GenerateConfig, generate
 
 FAMILIES = {"detection", "explanation", "attribute", "enhancement", "multi_turn"}
 

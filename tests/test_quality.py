@@ -3,7 +3,7 @@ import json
 from conftest import make_records, write_dataset
 
 from fakeinstruct.cli import main
-from fakeinstruct.generation.run import GenerateConfig, generate
+from fakeinstruct.generation import GenerateConfig, generate
 from fakeinstruct.report.quality import measure
 
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import SAMPLE
 
 from fakeinstruct.chain.validate import validate_chains
-from fakeinstruct.generation.run import GenerateConfig, generate
+from fakeinstruct.generation import GenerateConfig, generate
 from fakeinstruct.report.quality import measure
 
 

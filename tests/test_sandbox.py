@@ -200,7 +200,7 @@ def test_builtin_phrasings_render_as_in_an_unchecked_sandbox():
         for phrasing in template.answers + template.questions:
             expected = plain.from_string(phrasing.source)
             for chain in probe_chains():
-                base = record_context(chain, taxonomy)
+                base = record_context(chain.to_data(), taxonomy)
                 for attribute in base["attributes"]:
                     context = {**base, "attribute": attribute, "answer": "Yes", "options": options}
                     got = render(phrasing.compiled, context, file="f", field="x")

@@ -11,7 +11,7 @@ from conftest import SAMPLE
 
 from fakeinstruct.cli import main
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.generation.run import GenerateConfig, generate
+from fakeinstruct.generation import GenerateConfig, generate
 
 CHAINS = SAMPLE / "chains.jsonl"
 # the probe records' generators are "probe-gan" and "camera": the load-time check renders this template fine

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.chain.taxonomy import Taxonomy, default_taxonomy
 from fakeinstruct.errors import FakeChainError
-from fakeinstruct.images import DEFAULT_LIMITS, ImageLimits, check_image, resolve_inside
+from fakeinstruct.files import resolve_inside
+from fakeinstruct.images import DEFAULT_LIMITS, ImageLimits, check_image
 
 MAX_LINE_BYTES = 1024 * 1024
 
@@ -31,6 +32,7 @@ class Line:
     offset: int = 0
     chain: FakeChain | None = None
     errors: list[FakeChainError] = field(default_factory=list)
+    data: dict | None = None  # the line's JSON object, as parsed
 
     @property
     def ok(self) -> bool:
@@ -64,6 +66,7 @@ def parse_line(raw: bytes, *, file: str, number: int, taxonomy: Taxonomy) -> Lin
         return fail(f"invalid JSON: {err}", "(line)")
     if not isinstance(data, dict):
         return fail(f"expected a JSON object, got {type(data).__name__}", "(line)")
+    line.data = data
     try:
         line.chain = FakeChain.model_validate(data, context={"taxonomy": taxonomy})
     except ValidationError as err:

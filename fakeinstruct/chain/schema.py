@@ -194,6 +194,10 @@ class FakeChain(_Strict):
             raise ValueError(f"label {self.label!r} disagrees with source.family {self.source.family!r}")
         return self
 
+    def to_data(self) -> dict[str, Any]:
+        """The record as JSON data, fields left unset omitted: what generation expands (see ``generation.plan``)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
     @property
     def group(self) -> str:
         """The split group: ``source.group`` when given, else the image itself."""

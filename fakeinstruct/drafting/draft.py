@@ -15,7 +15,6 @@ unreviewed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections import Counter
@@ -159,7 +158,7 @@ def _read_manifest(root: Path, manifest: Path) -> list[tuple[int, dict[str, Any]
     from pydantic import ValidationError
 
     from fakeinstruct.chain import Source
-    from fakeinstruct.images import resolve_inside
+    from fakeinstruct.files import resolve_inside
 
     entries, seen = [], {}
     with open(manifest, encoding="utf-8") as handle:
@@ -208,7 +207,8 @@ def _manifest_problem(entry: Any, seen: dict[str, int]) -> tuple[str | None, str
 
 def _draft_task(task: _Task) -> tuple[int, DraftResult | None, str | None, str | None]:
     """Run in a worker: the result, or the error as plain strings (exceptions with extra fields do not pickle)."""
-    from fakeinstruct.images import check_image, resolve_inside
+    from fakeinstruct.files import resolve_inside
+    from fakeinstruct.images import check_image
 
     try:
         # check_image refuses oversized files and decompression bombs before the measurement decodes them.
@@ -328,64 +328,12 @@ def draft_manifest(
     return summary
 
 
-def _cmd_draft(args: argparse.Namespace) -> int:
-    summary = draft_manifest(
-        args.root,
-        args.manifest,
-        args.out,
-        workers=args.workers,
-        review_path=args.review,
-        progress=not args.no_progress,
-    )
-    print(
-        f"{summary.records} drafts -> {summary.out} ({summary.valid} valid FakeChain records); "
-        f"{summary.needs_review} need review, {len(summary.contradictions)} contradict their label -> "
-        f"{summary.review}"
-    )
-    return 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``fakeinstruct draft ROOT --manifest M --out OUT [--workers N]``."""
-    parser = subparsers.add_parser(
-        "draft",
-        help="machine-draft FakeChain records from images and a label manifest",
-        description="Measure every image of a manifest (noise, spectrum, JPEG grid, halos, detail, colour) and "
-        "draft a FakeChain record from the measurements: per-attribute verdicts decided without the label, "
-        "reasoning and conclusion leading to the manifest's label. Drafts whose evidence contradicts the label "
-        "are written too and listed in the review file. Output is identical for any number of workers.",
-    )
-    parser.add_argument("root", metavar="ROOT", help="dataset root that the manifest's image paths are relative to")
-    parser.add_argument(
-        "--manifest",
-        metavar="M",
-        required=True,
-        help='JSONL manifest, one {"id", "image", "label", "source": {generator, family, origin, license}} a line',
-    )
-    parser.add_argument("--out", metavar="OUT", required=True, help="where to write the drafted FakeChain JSONL")
-    parser.add_argument(
-        "--review", metavar="FILE", help="where to list drafts that need review (default: <out>.review.jsonl)"
-    )
-    parser.add_argument("--workers", metavar="N", type=_positive_int, default=1, help="worker processes (default: 1)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_cmd_draft)
-    return parser
-
-
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "DRAFTED_BY",
     "DraftResult",
     "Limit",
     "Thresholds",
-    "add_cli",
     "draft_manifest",
     "draft_record",
 ]

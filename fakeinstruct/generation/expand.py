@@ -19,6 +19,9 @@ from fakeinstruct.templating.kinds import ATTRIBUTE_KINDS, OPEN_KINDS, REQUIRABL
 from fakeinstruct.templating.registry import Phrasing, Registry, Template
 from fakeinstruct.templating.variables import record_context
 
+# A FakeChain, or the JSON dict of a validated one (what generation holds after its validation pass).
+Record = FakeChain | dict
+
 
 @dataclass(slots=True)
 class Pair:
@@ -87,6 +90,15 @@ def _seeded(prefix, name: str) -> Rng:
     return Rng(int.from_bytes(digest.digest(), "big"))
 
 
+def _requirable(data: dict) -> tuple[bool, ...]:
+    return tuple(bool(data.get(name)) for name in REQUIRABLE)
+
+
+def record_data(chain: Record) -> dict:
+    """A record as the expander reads it: the JSON of a validated :class:`FakeChain` (fields left unset omitted)."""
+    return chain.to_data() if isinstance(chain, FakeChain) else chain
+
+
 def _reraise(err: TemplateError) -> None:
     raise err
 
@@ -96,11 +108,18 @@ class _Record:
 
     __slots__ = ("_contexts", "_samples", "attributes", "base", "meta", "prefix", "requirable")
 
-    def __init__(self, seed: int, chain: FakeChain, base: dict):
+    def __init__(self, seed: int, data: dict, base: dict):
         self.base, self.attributes = base, base["attributes"]
-        self.prefix = _seed_hash(seed, chain.id)
-        self.meta = (chain.id, chain.image, chain.label, chain.source.generator, chain.group)
-        self.requirable = tuple(bool(getattr(chain, name)) for name in REQUIRABLE)
+        self.prefix = _seed_hash(seed, data["id"])
+        source = data["source"]
+        self.meta = (
+            data["id"],
+            data["image"],
+            data["label"],
+            source["generator"],
+            source.get("group") or data["image"],
+        )
+        self.requirable = _requirable(data)
         self._contexts: dict[int, dict] = {}
         self._samples: dict[str, list[int]] = {}
 
@@ -141,12 +160,13 @@ class Expander:
             for family, kinds in TURN_KINDS.items()
         }
 
-    def expand(self, chain: FakeChain, on_error: Callable[[TemplateError], None] = _reraise) -> Iterator[Pair]:
-        """The pairs of ``chain``. A template that fails on it is handed to ``on_error``, which raises it by default
-        or may note it, leaving that pair out: every generator is seeded per template, so the record's other pairs
-        are the same either way."""
-        record = _Record(self.seed, chain, record_context(chain, self.taxonomy))
-        for template in self._applicable(chain, record.requirable):
+    def expand(self, chain: Record, on_error: Callable[[TemplateError], None] = _reraise) -> Iterator[Pair]:
+        """The pairs of ``chain`` (a :class:`FakeChain`, or one as :func:`record_data` gives it). A template that fails
+        on it is handed to ``on_error``, which raises it by default or may note it, leaving that pair out: every
+        generator is seeded per template, so the record's other pairs are the same either way."""
+        data = record_data(chain)
+        record = _Record(self.seed, data, record_context(data, self.taxonomy))
+        for template in self._applicable(data, record.requirable):
             rng = record.rng(template.name)
             if template.kind in ATTRIBUTE_KINDS:
                 # templates of one kind share the sample, so both polarities of a yes/no attribute question are
@@ -161,7 +181,7 @@ class Expander:
                     on_error(err)
         for template in self.conversations:
             try:
-                pair = self._conversation(template, chain, record, record.rng(template.name))
+                pair = self._conversation(template, data, record, record.rng(template.name))
             except TemplateError as err:
                 on_error(err)
                 continue
@@ -169,30 +189,31 @@ class Expander:
                 yield pair
 
     @staticmethod
-    def _applies(template: Template, chain: FakeChain) -> bool:
-        return all(getattr(chain, name) for name in template.requires)
+    def _applies(template: Template, data: dict) -> bool:
+        return all(data.get(name) for name in template.requires)
 
-    def _applicable(self, chain: FakeChain, key: tuple | None = None) -> list[Template]:
-        """The non-conversation templates whose required fields ``chain`` fills (memoised by which it fills)."""
-        key = key or tuple(bool(getattr(chain, name)) for name in REQUIRABLE)
+    def _applicable(self, data: dict, key: tuple | None = None) -> list[Template]:
+        """The non-conversation templates whose required fields ``data`` fills (memoised by which it fills)."""
+        key = key or _requirable(data)
         if key not in self._applicable_cache:
-            self._applicable_cache[key] = [t for t in self.templates if self._applies(t, chain)]
+            self._applicable_cache[key] = [t for t in self.templates if self._applies(t, data)]
         return self._applicable_cache[key]
 
-    def count(self, chain: FakeChain) -> int:
+    def count(self, chain: Record) -> int:
         """How many pairs :meth:`expand` yields for ``chain``, without rendering anything."""
-        key = (tuple(bool(getattr(chain, name)) for name in REQUIRABLE), len(chain.attributes))
+        data = record_data(chain)
+        key = (_requirable(data), len(data["attributes"]))
         if key not in self._count_cache:
             total = 0
-            for template in self._applicable(chain):
+            for template in self._applicable(data, key[0]):
                 total += min(template.max_per_record, key[1]) if template.kind in ATTRIBUTE_KINDS else 1
             for template in self.conversations:
-                total += all(self._turn_candidates(turn, chain) for turn in template.turns)
+                total += all(self._turn_candidates(turn, data) for turn in template.turns)
             self._count_cache[key] = total
         return self._count_cache[key]
 
-    def _turn_candidates(self, turn, chain: FakeChain) -> list[Template]:
-        candidates = [t for t in self.turn_templates[turn.family] if self._applies(t, chain)]
+    def _turn_candidates(self, turn, data: dict) -> list[Template]:
+        candidates = [t for t in self.turn_templates[turn.family] if self._applies(t, data)]
         if turn.questions:
             # a follow-up question of our own is open-ended: a yes/no answer written for another question
             # would not fit it
@@ -262,7 +283,7 @@ class Expander:
             return {**context, "answer": word, "options": shown}, letters["fake"], letters["real"], word
         return context, None, None, None
 
-    def _conversation(self, template: Template, chain: FakeChain, record: _Record, rng: Rng) -> Pair | None:
+    def _conversation(self, template: Template, data: dict, record: _Record, rng: Rng) -> Pair | None:
         context = record.attribute_context(rng.randrange(len(record.attributes)))
         turns, ids = [], []
         first_closed = None
@@ -270,7 +291,7 @@ class Expander:
             key = (template.name, i, record.requirable)
             candidates = self._candidates_cache.get(key)
             if candidates is None:
-                candidates = self._candidates_cache[key] = self._turn_candidates(turn, chain)
+                candidates = self._candidates_cache[key] = self._turn_candidates(turn, data)
             if not candidates:
                 return None
             component = candidates[rng.randrange(len(candidates))]

@@ -13,48 +13,17 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
+
+import orjson
 
 from fakeinstruct.chain.reader import read_chains
 from fakeinstruct.errors import FakeChainError
+from fakeinstruct.generation.context import GenerationContext
+from fakeinstruct.generation.records import Plan, RecordRef, ShardSpec
 from fakeinstruct.generation.splits import SPLITS, assign_splits, components
-from fakeinstruct.generation.worker import STATE
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class RecordRef:
-    """Where a valid record is in the chains file, and what the plan needs to know about it."""
-
-    line: int
-    offset: int
-    length: int
-    id: str
-    image: str
-    group: str
-    pairs: int
-
-
-@dataclass
-class ShardSpec:
-    split: str
-    index: int
-    records: list[tuple[int, int, int]] = field(default_factory=list)  # (offset, length, line) in the chains file
-    planned_pairs: int = 0
-
-    @property
-    def name(self) -> str:
-        return f"{self.split}/{self.split}-{self.index:05d}"
-
-
-@dataclass
-class Plan:
-    shards: list[ShardSpec]
-    records: int
-    records_per_split: dict[str, int]
-    planned_pairs: int
 
 
 def byte_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
@@ -72,27 +41,37 @@ def byte_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
-def scan_range(byte_range: tuple[int, int]) -> tuple[tuple[list, ...], list[FakeChainError], int, int]:
+def _canonical(line) -> bool:
+    """Whether the line's JSON is exactly the validated record's, so that rendering may trust it unvalidated.
+
+    Compared as serialised bytes, not as dicts: 1 == 1.0 for a dict, not for a template that prints it.
+    """
+    return orjson.dumps(line.chain.to_data(), option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+        line.data, option=orjson.OPT_SORT_KEYS
+    )
+
+
+def scan_range(context: GenerationContext, byte_range: tuple[int, int]) -> tuple[tuple[list, ...], list, int, int]:
     """Worker task: validate the lines of one byte range; line numbers count from 1 at the range start.
 
     Returns the valid records as columns (the fields of :class:`RecordRef`, in order: lists of numbers and strings
     pickle ten times faster than as many objects), the errors, the number of rejected lines and the number of
     lines in the range.
     """
-    config, expander = STATE["config"], STATE["expander"]
+    config, expander = context.config, context.expander
     start, end = byte_range
     columns: tuple[list, ...] = tuple([] for _ in RecordRef.__slots__)
-    numbers, offsets, lengths, ids, images, groups, counts = columns
+    numbers, offsets, lengths, ids, images, groups, counts, canonical = columns
     errors, rejected = [], 0
     lines = read_chains(
         config.chains,
         root=config.root,
-        taxonomy=STATE["taxonomy"],
+        taxonomy=context.taxonomy,
         check_images=config.check_images,
         start=start,
         end=end,
         check_duplicates=False,
-        image_cache=STATE.setdefault("image_checks", {}),  # ranges share images: check each once per worker
+        image_cache=context.image_checks,  # ranges share images: check each once per worker
     )
     for line in lines:
         if line.ok:
@@ -103,11 +82,12 @@ def scan_range(byte_range: tuple[int, int]) -> tuple[tuple[list, ...], list[Fake
             ids.append(chain.id)
             images.append(chain.image)
             groups.append(chain.group)
-            counts.append(expander.count(chain))
+            canonical.append(_canonical(line))
+            counts.append(expander.count(line.data if canonical[-1] else chain))
         else:
             rejected += 1
             errors += line.errors
-    chains = STATE["chains"]
+    chains = context.chains
     chains.seek(start)
     data = chains.read(end - start)
     return columns, errors, rejected, data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
@@ -124,8 +104,8 @@ def scan(chains: Path, results: Iterable[tuple]) -> tuple[list[RecordRef], int]:
             err.line += base
             logger.warning("%s", err)
         rejected += part_rejected
-        for number, offset, length, rid, image, group, pairs in zip(*columns, strict=True):
-            ref = RecordRef(number + base, offset, length, rid, image, group, pairs)
+        for number, offset, length, rid, image, group, pairs, canonical in zip(*columns, strict=True):
+            ref = RecordRef(number + base, offset, length, rid, image, group, pairs, canonical)
             if rid in first_line:
                 rejected += 1
                 message = f"duplicate id {rid!r} (first on line {first_line[rid]})"
@@ -153,7 +133,7 @@ def plan_shards(refs: list[RecordRef], ratios: dict[str, float], seed: int, shar
         split = split_of[records[0].id]
         shard = current[split]
         for ref in records:
-            shard.records.append((ref.offset, ref.length, ref.line))
+            shard.records.append((ref.offset, ref.length, ref.line, ref.canonical))
             shard.planned_pairs += ref.pairs
         if shard.planned_pairs >= shard_size:
             shards.append(shard)

@@ -1,7 +1,7 @@
 """Pass two of generation, in a worker: render one planned shard and write it atomically.
 
-A worker (state in :mod:`fakeinstruct.generation.worker`) renders shard after shard; the main process only collects
-each finished shard's manifest entry.
+A worker renders shard after shard with its :class:`~fakeinstruct.generation.context.GenerationContext`; the main
+process only collects each finished shard's manifest entry.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +16,11 @@ import orjson
 
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.errors import TemplateError
-from fakeinstruct.files import atomic_write
-from fakeinstruct.generation.plan import ShardSpec
+from fakeinstruct.files import atomic_write, copy_file, resolve_inside
+from fakeinstruct.folder import IMAGES_DIR
+from fakeinstruct.generation.context import GenerationContext
+from fakeinstruct.generation.records import ShardSpec
 from fakeinstruct.generation.stats import PairStats
-from fakeinstruct.generation.worker import STATE
-from fakeinstruct.images import resolve_inside
 
 # failed renders kept as examples (those on the first lines of the chains file); all of them are counted
 MAX_FAILURE_EXAMPLES = 10
@@ -62,32 +61,33 @@ def _link_image(root: Path, images: str, relative: str, folders: set[str]) -> No
     except OSError:
         pass
     # another file system, or no hard links there, or a dangling link in the way: copy, then rename over
-    tmp = f"{folder}/.{dst.rpartition('/')[2]}.{os.getpid()}.tmp"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    copy_file(src, dst)
 
 
-def render_shard(spec: ShardSpec) -> ShardResult:
-    config, expander, chains = STATE["config"], STATE["expander"], STATE["chains"]
+def render_shard(context: GenerationContext, spec: ShardSpec) -> ShardResult:
+    config, expander, chains = context.config, context.expander, context.chains
     root, out = Path(config.root), Path(config.out)
-    images, folders = str(out / "images"), STATE.setdefault("image_folders", set())
-    context = {"taxonomy": STATE["taxonomy"]}
+    images, folders = str(out / IMAGES_DIR), context.image_folders
+    validation = {"taxonomy": context.taxonomy}
     pairs, refs, seen = [], [], set()
     duplicates = 0
     image_bytes: dict[str, bytes] = {}
     failures: list[dict] = []
-    for offset, length, line in spec.records:
+    for offset, length, line, canonical in spec.records:
         chains.seek(offset)
-        chain = FakeChain.model_validate_json(chains.read(length), context=context)
-        on_error = _failure_recorder(failures, config, line, chain.id)
+        raw = chains.read(length)
+        # validated in pass one: parsed only, unless its JSON differs from the validated record's
+        data = orjson.loads(raw) if canonical else FakeChain.model_validate_json(raw, context=validation).to_data()
+        on_error = _failure_recorder(failures, config, line, data["id"])
+        image = data["image"]
         if config.images == "embed":
-            if chain.image not in image_bytes:
-                image_bytes[chain.image] = resolve_inside(root, chain.image).read_bytes()
-            ref = {"bytes": image_bytes[chain.image], "path": chain.image}
+            if image not in image_bytes:
+                image_bytes[image] = resolve_inside(root, image).read_bytes()
+            ref = {"bytes": image_bytes[image], "path": image}
         else:
-            _link_image(root, images, chain.image, folders)
-            ref = f"images/{chain.image}"
-        for pair in expander.expand(chain, on_error):
+            _link_image(root, images, image, folders)
+            ref = f"{IMAGES_DIR}/{image}"
+        for pair in expander.expand(data, on_error):
             key = (pair.image, *pair.turns)
             if key in seen:
                 duplicates += 1
@@ -95,13 +95,21 @@ def render_shard(spec: ShardSpec) -> ShardResult:
             seen.add(key)
             pairs.append(pair)
             refs.append(ref)
-    data = encode(pairs, refs, config.format, config.file_format, STATE["schema"])
+    layout = context.layout
+    if config.file_format == "jsonl":
+        encoded = b"".join(orjson.dumps(layout.row(p, r)) + b"\n" for p, r in zip(pairs, refs, strict=True))
+    else:
+        import pyarrow.parquet as pq
+
+        buffer = io.BytesIO()
+        pq.write_table(layout.table(pairs, refs, context.schema), buffer, compression="zstd")
+        encoded = buffer.getvalue()
     path = f"{spec.name}.{config.file_format}"
     with atomic_write(out / path) as handle:
-        handle.write(data)
+        handle.write(encoded)
     stats = PairStats()
     stats.add_pairs(pairs, spec.split)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(encoded).hexdigest()
     return ShardResult(spec.name, path, len(pairs), duplicates, digest, stats.state(), _failure_summary(failures))
 
 
@@ -127,18 +135,3 @@ def _failure_recorder(failures: list[dict], config, line: int, chain_id: str):
         failures.append({"template": err.file, "field": err.field, "line": line, "id": chain_id, "error": err.message})
 
     return on_error
-
-
-def encode(pairs, refs, fmt: str, file_format: str, schema) -> bytes:
-    """The bytes of one shard file."""
-    if file_format == "jsonl":
-        from fakeinstruct.generation.formats import to_row
-
-        return b"".join(orjson.dumps(to_row(p, fmt, r)) + b"\n" for p, r in zip(pairs, refs, strict=True))
-    import pyarrow.parquet as pq
-
-    from fakeinstruct.generation.columns import build_table
-
-    buffer = io.BytesIO()
-    pq.write_table(build_table(pairs, fmt, refs, schema), buffer, compression="zstd")
-    return buffer.getvalue()

@@ -13,10 +13,11 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import orjson
+
+from fakeinstruct.folder import FakeInstructFolder
 
 _WORD = re.compile(r"\w+")
 
@@ -45,23 +46,22 @@ BALANCED_PAIRS = (("Yes", "No"), ("Fake", "Real"))
 BALANCED_FAMILIES = ("detection", "attribute")
 
 
-def _rows(root: Path) -> Iterator[tuple[str, dict]]:
+def _rows(folder: FakeInstructFolder) -> Iterator[tuple[str, dict]]:
     """(split, row) for every row, reading only the columns the report needs."""
-    manifest = json.loads((root / "manifest.json").read_text())
-    for name, entry in sorted(manifest["shards"].items()):
-        split, path = name.split("/", 1)[0], root / entry["path"]
-        if path.suffix == ".jsonl":
-            with path.open("rb") as handle:
-                for line in handle:
-                    yield split, orjson.loads(line)
-        else:
-            import pyarrow.parquet as pq
+    for split, paths in folder.shards().items():
+        for path in paths:
+            if path.suffix == ".jsonl":
+                with path.open("rb") as handle:
+                    for line in handle:
+                        yield split, orjson.loads(line)
+            else:
+                import pyarrow.parquet as pq
 
-            file = pq.ParquetFile(path)
-            wanted = [c for c in file.schema_arrow.names if c not in ("images",)]
-            for batch in file.iter_batches(columns=wanted, batch_size=4096):
-                for row in batch.to_pylist():
-                    yield split, row
+                file = pq.ParquetFile(path)
+                wanted = [c for c in file.schema_arrow.names if c not in ("images",)]
+                for batch in file.iter_batches(columns=wanted, batch_size=4096):
+                    for row in batch.to_pylist():
+                        yield split, row
 
 
 def _turns(row: dict) -> list[tuple[str, str]]:
@@ -100,11 +100,11 @@ def _percentiles(values: list[int]) -> dict[str, float]:
     return {f"p{q}": float(np.percentile(array, q)) for q in (5, 25, 50, 75, 95)}
 
 
-def measure(root: str | Path, sample_size: int = 20_000, thresholds: Thresholds = Thresholds()) -> dict:
-    """The quality report of a ``fakeinstruct generate`` output folder."""
-    root = Path(root)
-    total = json.loads((root / "manifest.json").read_text())
-    rows_total = sum(e["rows"] for e in total["shards"].values())
+def measure(folder, sample_size: int = 20_000, thresholds: Thresholds = Thresholds()) -> dict:
+    """The quality report of a ``fakeinstruct generate`` output folder (a path or a :class:`FakeInstructFolder`)."""
+    if not isinstance(folder, FakeInstructFolder):
+        folder = FakeInstructFolder.open(folder)
+    rows_total = sum(e["rows"] for e in folder.manifest()["shards"].values())
     stride = max(1, rows_total // sample_size)
     answer_words: dict[str, Counter] = {}
     lengths: dict[str, list[int]] = {}
@@ -114,7 +114,7 @@ def measure(root: str | Path, sample_size: int = 20_000, thresholds: Thresholds 
     sample_q: list[list[str]] = []
     sample_a: list[list[str]] = []
     sample_task: list[str] = []
-    for index, (split, row) in enumerate(_rows(root)):
+    for index, (split, row) in enumerate(_rows(folder)):
         turns = _turns(row)
         task = row["task"]
         if row["answer_word"]:

@@ -122,7 +122,7 @@ def check_template(template: Template, chains: list[FakeChain]) -> int:
     for chain in chains:
         if not all(getattr(chain, name) for name in template.requires):
             continue
-        base = record_context(chain, taxonomy)
+        base = record_context(chain.to_data(), taxonomy)
         for context, word in _contexts(template, base):
             questions = list(enumerate(template.questions))
             if template.kind in ATTRIBUTE_KINDS:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fakeinstruct.chain import FakeChain
 from fakeinstruct.chain.taxonomy import Taxonomy
 from fakeinstruct.templating.engine import with_globals
 from fakeinstruct.templating.kinds import KIND_VARIABLES
@@ -48,17 +47,19 @@ ATTRIBUTE_KEYS = (
 )
 
 
-def attribute_context(attribute, taxonomy: Taxonomy) -> dict[str, Any]:
-    spec = taxonomy[attribute.name]
+def attribute_context(attribute: dict, taxonomy: Taxonomy) -> dict[str, Any]:
+    """What a template sees of one attribute of a record (``attribute`` as in the record's JSON)."""
+    spec = taxonomy[attribute["name"]]
+    region = attribute.get("region")
     return {
-        "name": attribute.name,
+        "name": attribute["name"],
         "title": spec.title,
-        "verdict": attribute.verdict,
-        "is_anomalous": attribute.verdict == "anomalous",
-        "evidence": attribute.evidence,
-        "measurement": attribute.measurement,
-        "severity": attribute.severity,
-        "region": list(attribute.region) if attribute.region else None,
+        "verdict": attribute["verdict"],
+        "is_anomalous": attribute["verdict"] == "anomalous",
+        "evidence": attribute["evidence"],
+        "measurement": attribute.get("measurement"),
+        "severity": attribute.get("severity"),
+        "region": list(region) if region else None,
         "description": spec.description,
         "looks_natural": spec.natural,
         "looks_anomalous": spec.anomalous,
@@ -66,28 +67,29 @@ def attribute_context(attribute, taxonomy: Taxonomy) -> dict[str, Any]:
     }
 
 
-def record_context(chain: FakeChain, taxonomy: Taxonomy) -> dict[str, Any]:
-    """The context shared by every template rendered for ``chain``."""
-    attributes = [attribute_context(a, taxonomy) for a in chain.attributes]
+def record_context(record: dict, taxonomy: Taxonomy) -> dict[str, Any]:
+    """The context shared by every template rendered for ``record`` (a validated record's JSON)."""
+    attributes = [attribute_context(a, taxonomy) for a in record["attributes"]]
     anomalous = [a for a in attributes if a["is_anomalous"]]
-    is_fake = chain.label == "fake"
-    if chain.enhancement:
-        advice = list(chain.enhancement)
+    is_fake = record["label"] == "fake"
+    if record.get("enhancement"):
+        advice = list(record["enhancement"])
     elif is_fake:
         advice = [a["fix"] for a in anomalous]
     else:
         advice = []
+    source = record["source"]
     return with_globals(
         {
-            "label": chain.label,
+            "label": record["label"],
             "is_fake": is_fake,
-            "generator": chain.source.generator,
-            "generator_family": chain.source.family,
+            "generator": source["generator"],
+            "generator_family": source["family"],
             "attributes": attributes,
             "anomalous": anomalous,
             "natural": [a for a in attributes if not a["is_anomalous"]],
-            "reasoning": list(chain.reasoning),
-            "conclusion": chain.conclusion,
+            "reasoning": list(record["reasoning"]),
+            "conclusion": record["conclusion"],
             "advice": advice,
         }
     )

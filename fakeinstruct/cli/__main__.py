@@ -1,0 +1,5 @@
+import sys
+
+from fakeinstruct.cli import main
+
+sys.exit(main())

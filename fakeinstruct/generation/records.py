@@ -1,0 +1,46 @@
+"""What the validation pass hands the plan, and what the plan hands each shard: records by place, not content."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fakeinstruct.folder import shard_name
+
+
+@dataclass(slots=True)
+class RecordRef:
+    """Where a valid record is in the chains file, and what the plan needs to know about it.
+
+    ``canonical`` is false when the line's JSON differs from the validated record's (whitespace the schema strips):
+    such a record is validated again when its shard is rendered; every other one is only parsed.
+    """
+
+    line: int
+    offset: int
+    length: int
+    id: str
+    image: str
+    group: str
+    pairs: int
+    canonical: bool
+
+
+@dataclass
+class ShardSpec:
+    split: str
+    index: int
+    # (offset, length, line, canonical) of each record in the chains file, in order
+    records: list[tuple[int, int, int, bool]] = field(default_factory=list)
+    planned_pairs: int = 0
+
+    @property
+    def name(self) -> str:
+        return shard_name(self.split, self.index)
+
+
+@dataclass
+class Plan:
+    shards: list[ShardSpec]
+    records: int
+    records_per_split: dict[str, int]
+    planned_pairs: int
