@@ -196,3 +196,19 @@ def test_parallel_scan_reports_true_line_numbers_and_cross_range_duplicates(tmp_
     assert any(m.startswith(f"{chains}:300: id: duplicate id 'rec-0003' (first on line 4)") for m in messages)
     err = pickle.loads(pickle.dumps(FakeInstructError("m", file="f", line=3, field="x")))
     assert str(err) == "f:3: x: m"
+
+
+def test_records_whose_json_is_not_the_validated_one_are_rendered_from_the_validated_one(tmp_path):
+    """Pass two trusts a record's JSON only when it is exactly the validated record's: text padded with spaces (which
+    the schema strips) is rendered as the validated record says, not as the line says."""
+    records = make_records(8)
+    padded = json.loads(json.dumps(records))
+    padded[0]["conclusion"] = "  " + padded[0]["conclusion"] + "  "
+    padded[0]["attributes"][0]["evidence"] += "\t"
+    padded[0]["reasoning"][0] = "\n" + padded[0]["reasoning"][0]
+    run(write_dataset(tmp_path / "clean", records), tmp_path / "a", file_format="jsonl")
+    run(write_dataset(tmp_path / "padded", padded), tmp_path / "b", file_format="jsonl")
+    clean, dirty = rows_of(tmp_path / "a"), rows_of(tmp_path / "b")
+    assert clean == dirty
+    texts = [block["text"] for r in dirty for m in r["messages"] for block in m["content"] if block["text"]]
+    assert any(records[0]["conclusion"] in text for text in texts)  # the conclusion is quoted, stripped

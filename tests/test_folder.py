@@ -1,0 +1,98 @@
+"""The output folder's owner: what it refuses, and temporary files that only we make and only we remove."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fakeinstruct.errors import FakeInstructError
+from fakeinstruct.files import atomic_write, is_stale_temp, remove_stale_temps, temp_prefix
+from fakeinstruct.folder import CONFIG_FILE, MANIFEST_FILE, FakeInstructFolder
+from fakeinstruct.generation import GenerateConfig, generate
+from fakeinstruct.loading import load_fakeinstruct
+
+
+@pytest.fixture
+def generated(dataset, tmp_path):
+    out = tmp_path / "out"
+    generate(GenerateConfig(chains=str(dataset), out=str(out), progress=False, shard_size=40, file_format="jsonl"))
+    return out
+
+
+def test_folder_knows_its_shards_and_plan(generated):
+    folder = FakeInstructFolder.open(generated)
+    shards = folder.shards()
+    assert set(shards) == {"train", "validation", "test"}
+    assert sorted(p.name for paths in shards.values() for p in paths) == sorted(
+        f"{name.rpartition('/')[2]}.jsonl" for name in folder.planned()
+    )
+    assert folder.missing() == [] and folder.format == "trl" and folder.image_mode == "relative"
+
+
+def test_an_interrupted_folder_is_refused_until_finished(dataset, generated):
+    manifest = json.loads((generated / MANIFEST_FILE).read_text())
+    lost = sorted(manifest["shards"])[1]
+    del manifest["shards"][lost]
+    (generated / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(FakeInstructError, match=f"incomplete: 1 planned shard.*{lost}"):
+        load_fakeinstruct(generated)
+    from fakeinstruct.report.quality import measure
+
+    with pytest.raises(FakeInstructError, match="incomplete"):
+        measure(generated)
+    # the same command finishes it, and then it loads
+    generate(
+        GenerateConfig(chains=str(dataset), out=str(generated), progress=False, shard_size=40, file_format="jsonl")
+    )
+    assert FakeInstructFolder.open(generated).missing() == []
+    assert len(load_fakeinstruct(generated)["train"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (CONFIG_FILE, '{"identity": {"format": "tr', "the generation config is unreadable"),
+        (CONFIG_FILE, "[]", "the generation config is not a JSON object"),
+        (MANIFEST_FILE, "{}", "the shard manifest has no shards"),
+    ],
+)
+def test_a_corrupt_folder_is_a_clear_error_that_overwrite_gets_past(dataset, generated, name, content, message):
+    (generated / name).write_text(content)
+    config = GenerateConfig(
+        chains=str(dataset), out=str(generated), progress=False, shard_size=40, file_format="jsonl"
+    )
+    with pytest.raises(FakeInstructError, match=message) as info:
+        generate(config)
+    assert "--overwrite" in str(info.value)
+    config.overwrite = True
+    assert generate(config).pairs > 0
+
+
+def test_out_that_is_a_file_is_refused(dataset, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FakeInstructError, match="is a file, not a folder"):
+        generate(GenerateConfig(chains=str(dataset), out=str(tmp_path / "file"), progress=False))
+
+
+def test_temp_names_say_whose_they_are(tmp_path):
+    with atomic_write(tmp_path / "shard.parquet") as handle:
+        (temp,) = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        assert temp.name.startswith(temp_prefix("shard.parquet")) and not is_stale_temp(temp)  # ours, alive
+        handle.write(b"x")
+    assert [p.name for p in tmp_path.iterdir()] == ["shard.parquet"]
+
+
+def test_cleanup_removes_only_dead_processes_temps(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    own = tmp_path / f"{temp_prefix('a.jsonl')}x1.tmp"
+    stale = tmp_path / "train" / f"{temp_prefix('b.jsonl').replace(str(os.getpid()), str(dead_pid))}x2.tmp"
+    user = tmp_path / "images" / ".shot.tmp"  # an input image that happens to look like a temporary file
+    other_host = tmp_path / ".c.jsonl.fkit-elsewhere-1-x3.tmp"
+    for path in (own, stale, user, other_host):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path) == [stale]
+    assert own.exists() and user.exists() and other_host.exists() and not stale.exists()
