@@ -135,22 +135,27 @@ def floor_pairs(chains: Path) -> list:
     return [p for line in lines for p in expander.expand(FakeChain.model_validate_json(line))]
 
 
-def _floor_init(pairs: list, fmt: str) -> None:
-    from fakeinstruct.generation.arrow_schema import arrow_schema
-
-    _FLOOR.update(pairs=pairs, fmt=fmt, schema=arrow_schema(fmt, False))
+def _floor_init(pairs: list, fmt: str, schema) -> None:
+    _FLOOR.update(pairs=pairs, fmt=fmt, schema=schema)
 
 
 def _floor_shard(task: tuple[str, int, int]) -> int:
+    """One shard written as generate writes it (the format's columns, zstd Parquet, an atomic file)."""
+    import io
+
+    import pyarrow.parquet as pq
+
     from fakeinstruct.files import atomic_write
-    from fakeinstruct.generation.shard import encode
+    from fakeinstruct.generation.formats import FORMATS
 
     path, start, rows = task
     pool = _FLOOR["pairs"]
     pairs = [pool[(start + i) % len(pool)] for i in range(rows)]
-    data = encode(pairs, [f"images/{p.image}" for p in pairs], _FLOOR["fmt"], "parquet", _FLOOR["schema"])
+    buffer = io.BytesIO()
+    table = FORMATS[_FLOOR["fmt"]].table(pairs, [f"images/{p.image}" for p in pairs], _FLOOR["schema"])
+    pq.write_table(table, buffer, compression="zstd")
     with atomic_write(path) as handle:
-        handle.write(data)
+        handle.write(buffer.getvalue())
     return rows
 
 
@@ -162,8 +167,11 @@ def run_floor(pool_pairs: list, out: Path, pairs: int, workers: int, shard_size:
         (str(out / f"floor-{i:05d}.parquet"), i * shard_size, min(shard_size, pairs - i * shard_size))
         for i in range(math.ceil(pairs / shard_size))
     ]
+    from fakeinstruct.generation.formats import FORMATS
+
+    schema = FORMATS[fmt].schema(False)  # made in the main process and handed to the workers, as generate does
     cpu, start = _children_cpu(), time.perf_counter()
-    with mp.get_context("spawn").Pool(workers, _floor_init, (pool_pairs, fmt)) as pool:
+    with mp.get_context("spawn").Pool(workers, _floor_init, (pool_pairs, fmt, schema)) as pool:
         written = sum(pool.imap_unordered(_floor_shard, tasks))
         pool.close()
         pool.join()  # waited for, so that their CPU time is counted
