@@ -194,8 +194,14 @@ class FakeInstructFolder:
             raise FakeInstructError(f"cannot create the output folder: {err.strerror or err}", file=str(out)) from err
         return folder, {"shards": {}}
 
-    def write_config(self, identity: dict, config: dict, planned: list[str]) -> None:
-        self._config = {"identity": identity, "config": config, "planned_shards": planned}
+    def write_config(self, identity: dict, config: dict, planned: list[str], image_prefix: str = "") -> None:
+        """``image_prefix``: what the chains' image paths start with, replaced by ``images/`` in this folder."""
+        self._config = {
+            "identity": identity,
+            "config": config,
+            "planned_shards": planned,
+            "image_prefix": image_prefix,
+        }
         write_text(self.path / CONFIG_FILE, json.dumps(self._config, indent=2) + "\n")
 
     def write_manifest(self, text: str) -> None:

@@ -31,10 +31,13 @@ def test_every_family_and_metadata(dataset, tmp_path):
     assert len(rows) == result.pairs > 0
     assert {r["task"] for r in rows} == FAMILIES
     for row in rows:
-        for key in ("task", "template_id", "chain_id", "image", "label", "generator"):
+        for key in ("task", "template_id", "chain_id", "image_path", "label", "generator"):
             assert row[key], (key, row)
         messages = row["messages"]
-        assert messages[0]["content"][0]["type"] == "image" and len(row["images"]) == 1
+        assert messages[0]["content"][0]["type"] == "image" and row["images"] == [row["image_path"]]
+        # one images/ level (the chains' own images/ folder is not repeated) and one path convention per row
+        assert row["image_path"].startswith("images/img-") and (tmp_path / "out" / row["image_path"]).is_file()
+        assert "image" not in row  # TRL's collator would take it for the image
         assert [m["role"] for m in messages] == ["user", "assistant"] * (len(messages) // 2)
         assert not any("<image>" in block["text"] for m in messages for block in m["content"] if block["text"])
         answer = messages[1]["content"][0]["text"]
@@ -87,7 +90,8 @@ def test_formats(dataset, tmp_path, fmt):
         conv = row["conversations"]
         assert conv[0]["from"] == "human" and conv[0]["value"].startswith("<image>\n")
         assert sum("<image>" in turn["value"] for turn in conv) == 1
-        assert (tmp_path / "out" / "images" / row["image"]).is_file()
+        # LLaVA's own image field, relative to the dataset folder as LLaVA's image_folder would be
+        assert row["image"].startswith("images/img-") and (tmp_path / "out" / row["image"]).is_file()
 
 
 def test_deterministic_across_workers_and_shard_sizes(dataset, tmp_path):

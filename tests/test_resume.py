@@ -74,5 +74,5 @@ def test_exact_duplicates_are_removed_and_counted(tmp_path):
     keys = []
     for path in (tmp_path / "out").glob("*/*.jsonl"):
         for row in map(json.loads, path.read_text().splitlines()):
-            keys.append((row["image"], json.dumps(row["messages"])))
+            keys.append((row["image_path"], json.dumps(row["messages"])))
     assert len(keys) == len(set(keys)) == result.pairs

@@ -18,12 +18,14 @@ from fakeinstruct.generation.expand import Pair
 
 FILE_FORMATS = ("parquet", "jsonl")
 IMAGE_TOKEN = "<image>"
+# ``image_path``: where the row's image is, relative to the dataset folder (``images/...``), whatever the image mode.
+# Not called ``image``: TRL's collator would take a column of that name for the image itself.
 METADATA = (
     "id",
     "task",
     "template_id",
     "chain_id",
-    "image",
+    "image_path",
     "group",
     "label",
     "generator",
@@ -91,11 +93,17 @@ class _Messages:
         return pa.ListArray.from_arrays(pa.array(self.row_offsets, pa.int32()), messages, type=dtype)
 
 
+def image_path(image_ref) -> str:
+    """The folder-relative path of an image reference (a path, or embedded ``{bytes, path}``)."""
+    return image_ref if isinstance(image_ref, str) else image_ref["path"]
+
+
 class Format:
     """One output layout. ``image_ref`` is what a row's images hold: a relative path, or ``{bytes, path}``."""
 
     name: str
     has_images = True
+    path_column = "image_path"
 
     def conversation_features(self) -> dict:
         raise NotImplementedError
@@ -104,7 +112,7 @@ class Format:
         """The ``datasets.Features`` of a row (``datasets`` is imported here only, in the main process)."""
         from datasets import Features, Image, List, Value
 
-        features = {name: Value("string") for name in METADATA} | self.conversation_features()
+        features = {self._column(name): Value("string") for name in METADATA} | self.conversation_features()
         if self.has_images:
             features["images"] = List(Image()) if embed_images else List(Value("string"))
         return Features(features)
@@ -118,16 +126,27 @@ class Format:
     def conversation_columns(self, pairs: list[Pair], schema: pa.Schema) -> dict[str, pa.Array]:
         raise NotImplementedError
 
+    def _column(self, name: str) -> str:
+        return self.path_column if name == "image_path" else name
+
+    def _metadata(self, pair: Pair, image_ref, name: str):
+        return image_path(image_ref) if name == "image_path" else getattr(pair, name)
+
     def row(self, pair: Pair, image_ref) -> dict:
         """One row as a dict (JSONL shards)."""
-        row = {key: getattr(pair, key) for key in METADATA} | self.conversation(pair)
+        row = {self._column(key): self._metadata(pair, image_ref, key) for key in METADATA} | self.conversation(pair)
         if self.has_images:
             row["images"] = [image_ref]
         return row
 
     def table(self, pairs: list[Pair], image_refs: list, schema: pa.Schema) -> pa.Table:
         """The rows of ``pairs`` as a table of ``schema`` (Parquet shards)."""
-        columns = {name: pa.array([getattr(p, name) for p in pairs], pa.string()) for name in METADATA}
+        columns = {}
+        for name in METADATA:
+            if name == "image_path":
+                columns[self.path_column] = pa.array([image_path(r) for r in image_refs], pa.string())
+            else:
+                columns[name] = pa.array([getattr(p, name) for p in pairs], pa.string())
         columns |= self.conversation_columns(pairs, schema)
         if self.has_images:
             dtype = schema.field("images").type
@@ -177,7 +196,8 @@ class PromptCompletion(Format):
 
 class Llava(Format):
     name = "llava"
-    has_images = False  # LLaVA's layout names the image in its own ``image`` field
+    has_images = False
+    path_column = "image"  # LLaVA's own field: the image's path relative to the image folder (the dataset folder)
 
     def conversation_features(self) -> dict:
         from datasets import List, Value

@@ -119,7 +119,26 @@ def scan(chains: Path, results: Iterable[tuple]) -> tuple[list[RecordRef], int]:
     return refs, rejected
 
 
+def image_prefix(paths: Iterable[str]) -> str:
+    """The folders every image path starts with (``"images/"`` for the sample): the output's ``images/`` replaces
+    them, so that a dataset whose images already sit in an ``images/`` folder does not get ``images/images/``."""
+    folders = None
+    for path in paths:
+        parts = path.split("/")[:-1]
+        if folders is None:
+            folders = parts
+        else:
+            common = 0
+            while common < min(len(folders), len(parts)) and folders[common] == parts[common]:
+                common += 1
+            folders = folders[:common]
+        if not folders:
+            return ""
+    return "".join(f"{folder}/" for folder in folders or ())
+
+
 def plan_shards(refs: list[RecordRef], ratios: dict[str, float], seed: int, shard_size: int) -> Plan:
+    prefix = image_prefix(r.image for r in refs)
     keys = [(r.id, r.image, r.group) for r in refs]
     component_of = components(keys)
     split_of = assign_splits(keys, ratios, seed, component_of=component_of)
@@ -128,7 +147,7 @@ def plan_shards(refs: list[RecordRef], ratios: dict[str, float], seed: int, shar
     for ref in refs:
         members.setdefault(component_of[ref.id], []).append(ref)
     shards: list[ShardSpec] = []
-    current = {split: ShardSpec(split, 0) for split in SPLITS}
+    current = {split: ShardSpec(split, 0, image_prefix=prefix) for split in SPLITS}
     for records in members.values():
         split = split_of[records[0].id]
         shard = current[split]
@@ -137,9 +156,9 @@ def plan_shards(refs: list[RecordRef], ratios: dict[str, float], seed: int, shar
             shard.planned_pairs += ref.pairs
         if shard.planned_pairs >= shard_size:
             shards.append(shard)
-            current[split] = ShardSpec(split, shard.index + 1)
+            current[split] = ShardSpec(split, shard.index + 1, image_prefix=prefix)
     shards += [s for s in current.values() if s.records]
     shards.sort(key=lambda s: (SPLITS.index(s.split), s.index))
     counts = Counter(split_of[r.id] for r in refs)
     per_split = {s: counts[s] for s in SPLITS}
-    return Plan(shards, len(refs), per_split, sum(s.planned_pairs for s in shards))
+    return Plan(shards, len(refs), per_split, sum(s.planned_pairs for s in shards), prefix)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fakeinstruct.folder import shard_name
+from fakeinstruct.folder import IMAGES_DIR, shard_name
 
 
 @dataclass(slots=True)
@@ -32,6 +32,12 @@ class ShardSpec:
     # (offset, length, line, canonical) of each record in the chains file, in order
     records: list[tuple[int, int, int, bool]] = field(default_factory=list)
     planned_pairs: int = 0
+    # what every image path starts with; in the output, images/ replaces it (see plan.image_prefix)
+    image_prefix: str = ""
+
+    def output_image(self, image: str) -> str:
+        """Where a record's image goes in the output folder, relative to it."""
+        return f"{IMAGES_DIR}/{image[len(self.image_prefix) :]}"
 
     @property
     def name(self) -> str:
@@ -44,3 +50,4 @@ class Plan:
     records: int
     records_per_split: dict[str, int]
     planned_pairs: int
+    image_prefix: str = ""

@@ -101,7 +101,7 @@ def generate(config: GenerateConfig) -> GenerateResult:
         )
         identity = _identity(config, registry, chains_sha256.result())
         folder, manifest = FakeInstructFolder.prepare(config.out, identity, config.overwrite)
-        folder.write_config(identity, asdict(config), [s.name for s in plan.shards])
+        folder.write_config(identity, asdict(config), [s.name for s in plan.shards], plan.image_prefix)
         done = {name: e for name, e in manifest["shards"].items() if _still_valid(folder.path, e)}
         todo = [s for s in plan.shards if s.name not in done]
         if done:

@@ -17,7 +17,6 @@ import orjson
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.errors import TemplateError
 from fakeinstruct.files import atomic_write, copy_file, resolve_inside
-from fakeinstruct.folder import IMAGES_DIR
 from fakeinstruct.generation.context import GenerationContext
 from fakeinstruct.generation.records import ShardSpec
 from fakeinstruct.generation.stats import PairStats
@@ -39,15 +38,14 @@ class ShardResult:
     failures: dict = field(default_factory=dict)
 
 
-def _link_image(root: Path, images: str, relative: str, folders: set[str]) -> None:
-    """Hard-link (else copy) the record's image to ``images/relative``, once.
+def _link_image(root: Path, relative: str, dst: str, folders: set[str]) -> None:
+    """Hard-link (else copy) the record's image ``relative`` (to ``root``) to ``dst``, once.
 
     ``os.link`` creates the name atomically, complete or not at all, so no temporary name is needed, and a name
     that another worker or an earlier run made is left alone. ``folders`` remembers the folders this worker
     made: creating the folder again for each record cost a system call per record.
     """
     src = resolve_inside(root, relative)
-    dst = f"{images}/{relative}"
     folder = dst.rpartition("/")[0]
     if folder not in folders:
         os.makedirs(folder, exist_ok=True)
@@ -67,7 +65,7 @@ def _link_image(root: Path, images: str, relative: str, folders: set[str]) -> No
 def render_shard(context: GenerationContext, spec: ShardSpec) -> ShardResult:
     config, expander, chains = context.config, context.expander, context.chains
     root, out = Path(config.root), Path(config.out)
-    images, folders = str(out / IMAGES_DIR), context.image_folders
+    folders = context.image_folders
     validation = {"taxonomy": context.taxonomy}
     pairs, refs, seen = [], [], set()
     duplicates = 0
@@ -80,13 +78,14 @@ def render_shard(context: GenerationContext, spec: ShardSpec) -> ShardResult:
         data = orjson.loads(raw) if canonical else FakeChain.model_validate_json(raw, context=validation).to_data()
         on_error = _failure_recorder(failures, config, line, data["id"])
         image = data["image"]
+        name = spec.output_image(image)
         if config.images == "embed":
             if image not in image_bytes:
                 image_bytes[image] = resolve_inside(root, image).read_bytes()
-            ref = {"bytes": image_bytes[image], "path": image}
+            ref = {"bytes": image_bytes[image], "path": name}
         else:
-            _link_image(root, images, image, folders)
-            ref = f"{IMAGES_DIR}/{image}"
+            _link_image(root, image, str(out / name), folders)
+            ref = name
         for pair in expander.expand(data, on_error):
             key = (pair.image, *pair.turns)
             if key in seen:

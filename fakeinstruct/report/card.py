@@ -137,7 +137,7 @@ Records per split: {records["per_split"]}. Splits are grouped: records that shar
 
 ## Columns
 
-`id`, `task`, `template_id` (`<template>#q<question>a<answer>`), `chain_id`, `image`, `group` (the split
+`id`, `task`, `template_id` (`<template>#q<question>a<answer>`), `chain_id`, `image_path` (the image, relative to this folder), `group` (the split
 group: records sharing it are in one split), `label`, `generator`,
 `attribute` (attribute pairs), `positive_word`, `negative_word`, `answer_word` (closed-ended pairs), and the
 conversation in the `{config["format"]}` layout.

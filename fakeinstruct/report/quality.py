@@ -121,9 +121,10 @@ def measure(folder, sample_size: int = 20_000, thresholds: Thresholds = Threshol
             answer_words.setdefault(task, Counter())[row["answer_word"]] += 1
         for _, answer in turns:
             lengths.setdefault(task, []).append(len(answer.split()))
-        image_splits.setdefault(row["image"], set()).add(split)
+        image = row["image_path"] if "image_path" in row else row["image"]  # llava names it as LLaVA does
+        image_splits.setdefault(image, set()).add(split)
         group_splits.setdefault(row["group"], set()).add(split)
-        digest = hashlib.blake2b(json.dumps([row["image"], turns]).encode(), digest_size=8).digest()
+        digest = hashlib.blake2b(json.dumps([image, turns]).encode(), digest_size=8).digest()
         keys[index] = int.from_bytes(digest, "little")
         if index % stride == 0:
             for question, answer in turns:
