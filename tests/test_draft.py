@@ -260,10 +260,18 @@ def test_fake_label_without_evidence_is_flagged_not_invented(tmp_path):
     result = _draft(_camera_like(), tmp_path, "fake", FAKE_SOURCE)
     assert result.contradicts_label
     assert set(_verdicts(result.record).values()) == {"natural"}
-    assert result.needs_review[0].startswith("contradiction: labelled fake")
-    assert any(issue.startswith("invalid:") for issue in result.needs_review)
+    assert result.needs_review[0].startswith("contradiction: labelled fake, but the verdicts point to real")
+    # valid, because it says what it is: its evidence does not decide its label, and its conclusion is inconclusive
+    assert result.record["provenance"]["evidence_decides_label"] is False
+    assert result.record["conclusion"].startswith("The evidence is inconclusive")
+    FakeChain.model_validate(result.record)
+    claiming = json.loads(json.dumps(result.record))
+    claiming["provenance"]["evidence_decides_label"] = True
+    with pytest.raises(ValidationError, match="verdicts point to 'real' and the label is 'fake'"):
+        FakeChain.model_validate(claiming)
+    del claiming["provenance"]["evidence_decides_label"]
     with pytest.raises(ValidationError, match="at least one attribute with verdict 'anomalous'"):
-        FakeChain.model_validate(result.record)
+        FakeChain.model_validate(claiming)
 
 
 def test_real_label_with_mostly_anomalous_evidence_is_flagged(tmp_path):
@@ -328,7 +336,7 @@ def test_draft_manifest_writes_records_in_order_for_any_worker_count(tmp_path):
     assert [r["id"] for r in records] == ["r1", "f1", "r2"]
     assert all(r["provenance"]["label_source"] == "manifest manifest.jsonl" for r in records)
     # r2 is a camera-like image labelled fake: written, flagged, listed in the review file.
-    assert (one.records, one.valid, one.needs_review, one.contradictions) == (3, 2, 1, ["r2"])
+    assert (one.records, one.valid, one.needs_review, one.contradictions) == (3, 3, 1, ["r2"])
     assert one.anomalous == two.anomalous
     review = [json.loads(line) for line in one.review.read_text(encoding="utf-8").splitlines()]
     assert [(r["id"], r["line"]) for r in review] == [("r2", 3)]

@@ -20,8 +20,11 @@ from pydantic import (
 )
 
 from fakeinstruct.chain.taxonomy import Taxonomy, default_taxonomy
+from fakeinstruct.chain.verdict import evidence_decides, evidence_label
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+# Records of earlier versions stay valid: 1.1 only added optional provenance fields.
+SCHEMA_VERSIONS = ("1.0", "1.1")
 IMAGE_PLACEHOLDER = "<image>"
 
 
@@ -131,6 +134,18 @@ class Provenance(_Strict):
     reviewed_by: ShortText | None = Field(default=None, description="Who reviewed the draft against the image.")
     machine_fields: list[ShortText] = Field(default_factory=list, description="Fields whose text a machine wrote.")
     reviewed_fields: list[ShortText] = Field(default_factory=list, description="Fields a reviewer checked or rewrote.")
+    blind: bool | None = Field(
+        default=None, description="True when the review was done without seeing the label or the source."
+    )
+    reviewer_call: Literal["real", "fake", "unsure"] | None = Field(
+        default=None, description="The reviewer's own real/fake call, made blind, kept apart from the label."
+    )
+    evidence_decides_label: bool | None = Field(
+        default=None,
+        description="Whether the verdicts point to the label by the fixed rule (fakeinstruct.chain.verdict); "
+        "records whose evidence does not decide their label say so in their conclusion.",
+    )
+    review_flags: list[ShortText] = Field(default_factory=list, description="What the reviewer flagged.")
 
 
 class FakeChain(_Strict):
@@ -139,7 +154,7 @@ class FakeChain(_Strict):
     Its annotation text (evidence, measurements, reasoning, conclusion, enhancement) totals at most 12,000 characters.
     """
 
-    schema_version: Literal["1.0"] = Field(description="FakeChain schema version.")
+    schema_version: Literal["1.0", "1.1"] = Field(description="FakeChain schema version.")
     id: Annotated[str, Strict()] = Field(description="Unique record id: letters, digits and . _ : - (at most 128).")
     image: Annotated[str, Strict()] = Field(description="Image path relative to the dataset root, '/'-separated.")
     label: Label = Field(description="Ground truth: 'real' or 'fake'.")
@@ -179,8 +194,18 @@ class FakeChain(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> FakeChain:
-        if self.label == Label.fake.value and not any(a.verdict == "anomalous" for a in self.attributes):
-            raise ValueError("a fake image needs at least one attribute with verdict 'anomalous' as evidence")
+        decides = self.provenance.evidence_decides_label
+        if decides is not None and decides != evidence_decides(self.attributes, self.label):
+            raise ValueError(
+                f"provenance.evidence_decides_label is {str(decides).lower()}, but by the fixed rule the verdicts "
+                f"point to {evidence_label(self.attributes)!r} and the label is {self.label!r}"
+            )
+        anomalous = any(a.verdict == "anomalous" for a in self.attributes)
+        if self.label == Label.fake.value and not anomalous and decides is not False:
+            raise ValueError(
+                "a fake image needs at least one attribute with verdict 'anomalous' as evidence, or "
+                "provenance.evidence_decides_label: false to say its evidence does not show it"
+            )
         texts = [*self.reasoning, self.conclusion, *self.enhancement]
         texts += [text for a in self.attributes for text in (a.evidence, a.measurement) if text]
         total = sum(map(len, texts))

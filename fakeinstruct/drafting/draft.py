@@ -6,11 +6,9 @@ colour) get their verdict **label-blind**, from :mod:`fakeinstruct.drafting.meas
 :class:`Thresholds`; only the reasoning and the conclusion use the label, which comes from the manifest
 (ground truth) and never from the measurements.
 
-When the evidence contradicts the label (a fake with no anomalous attribute, or a real image where most
-attributes look anomalous), nothing is invented to make it agree: the draft says so, and
-:class:`DraftResult` carries the contradiction in ``needs_review``. Such a fake record does not validate
-as a FakeChain (a fake needs anomalous evidence), which is the point: it must not reach training data
-unreviewed.
+When the verdicts do not point to the label by the fixed rule of :mod:`fakeinstruct.chain.verdict`, nothing is
+invented to make them agree: the conclusion says the evidence is inconclusive, ``provenance.evidence_decides_label``
+is false, and :class:`DraftResult` lists the contradiction in ``needs_review`` for the reviewer.
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ class DraftResult:
 
     ``record`` is a FakeChain-shaped dict. ``needs_review`` lists problems in words, one per entry; it is
     empty for a draft that validates and whose evidence agrees with its label. ``contradicts_label`` is
-    true when the measured evidence points away from the label.
+    true when the verdicts point away from the label by the fixed rule.
     """
 
     record: dict[str, Any]
@@ -76,7 +74,7 @@ def draft_from_findings(
 
     from fakeinstruct.chain import SCHEMA_VERSION, FakeChain
 
-    reasoning, conclusion, contradicts = reason(findings, label, label_source, thresholds)
+    reasoning, conclusion, contradicts = reason(findings, label, label_source)
     attributes = []
     for f in findings:
         attribute = {"name": f.name, "verdict": f.verdict, "evidence": f.evidence}
@@ -98,14 +96,17 @@ def draft_from_findings(
             "label_source": label_source,
             "drafted_by": DRAFTED_BY,
             "machine_fields": list(MACHINE_FIELDS),
+            "evidence_decides_label": not contradicts,
         },
     }
     issues = []
     anomalous = [f.name for f in findings if f.anomalous]
-    if contradicts and label == "fake":
-        issues.append("contradiction: labelled fake, but no measured attribute is anomalous")
-    elif contradicts:
-        issues.append(f"contradiction: labelled real, but {len(anomalous)} attributes look anomalous")
+    if contradicts:
+        points_to = "real" if label == "fake" else "fake"
+        issues.append(
+            f"contradiction: labelled {label}, but the verdicts point to {points_to} ({len(anomalous)} anomalous): "
+            "the conclusion says the evidence is inconclusive"
+        )
     try:
         FakeChain.model_validate(record)
     except ValidationError as err:

@@ -80,8 +80,6 @@ class Thresholds:
     tonal_gap_share: Limit = Limit(0.3, 0.8)
     # Fewer clean edge points than this is too little to judge halos on.
     min_edges: int = 10
-    # A real label is contradicted when at least this many of the six attributes look anomalous.
-    real_contradiction: int = 3
 
 
 DEFAULT_THRESHOLDS = Thresholds()

@@ -1,12 +1,14 @@
 """From findings to a reasoning chain: the steps and the conclusion that lead from the evidence to the label.
 
 The findings (drafted by :mod:`fakeinstruct.drafting.evidence`, possibly corrected by a reviewer) are label-blind; this is
-where the label comes in, and where a contradiction between evidence and label is said rather than hidden.
+where the label comes in, and where a record whose evidence does not decide its label (by the fixed rule of :mod:`fakeinstruct.chain.verdict`)
+says so rather than hiding it.
 """
 
 from __future__ import annotations
 
-from fakeinstruct.drafting.evidence import Finding, Thresholds
+from fakeinstruct.chain.verdict import evidence_decides
+from fakeinstruct.drafting.evidence import Finding
 
 # How the reasoning names each attribute, and whether the name is plural.
 _NOUNS = {
@@ -44,23 +46,26 @@ def _step(finding: Finding, verdict: str, clause: str) -> str:
     return f"The {noun} {_looks([finding])} {verdict}{clause}."
 
 
-def reason(findings: list[Finding], label: str, label_source: str, t: Thresholds) -> tuple[list[str], str, bool]:
-    """Reasoning steps and conclusion from the findings to the given label; also whether they contradict it."""
+def reason(findings: list[Finding], label: str, label_source: str) -> tuple[list[str], str, bool]:
+    """Reasoning steps and the conclusion from the findings to the given label; also whether the evidence fails to
+    decide the label by the fixed rule of :mod:`fakeinstruct.chain.verdict` (then the conclusion says so)."""
     anomalous = sorted((f for f in findings if f.anomalous), key=lambda f: -(f.severity or 0.0))
     natural = [f for f in findings if not f.anomalous]
     total = len(findings)
+    undecided = not evidence_decides(findings, label)
 
     if label == "fake":
-        if not anomalous:
+        if undecided:
             steps = [_step(f, "natural", f": {f.why}") for f in natural]
+            steps += [_step(f, "anomalous", f", but only faintly: {f.why}") for f in anomalous]
             steps.append(
-                f"None of the {total} measured traces is anomalous: at the pixel level the image looks like a "
-                f"camera photograph, and the fake label rests on its generation record ({label_source}), not "
-                "on this evidence."
+                f"The {total} traces looked at do not add up to a generator's: at the pixel level the image could be "
+                f"a camera photograph, and the fake label rests on its generation record ({label_source}), not on "
+                "this evidence."
             )
             conclusion = (
-                f"The image is fake according to its generation record, but its {_names(natural)} all look "
-                "natural, so the verdict does not follow from the measured evidence."
+                "The evidence is inconclusive: the image is fake according to its generation record, but what it "
+                f"shows ({_names(natural or anomalous)}) does not give it away."
             )
             return steps, conclusion, True
         steps = [_step(f, "anomalous", f": {f.why}") for f in anomalous]
@@ -71,7 +76,7 @@ def reason(findings: list[Finding], label: str, label_source: str, t: Thresholds
                 "not speak for a camera."
             )
         steps.append(
-            f"{len(anomalous)} of the {total} measured traces {'points' if len(anomalous) == 1 else 'point'} away "
+            f"{len(anomalous)} of the {total} traces {'points' if len(anomalous) == 1 else 'point'} away "
             "from a camera pipeline, so the image is fake."
         )
         lead = anomalous[0]
@@ -86,21 +91,20 @@ def reason(findings: list[Finding], label: str, label_source: str, t: Thresholds
 
     steps = [_step(f, "natural", f": {f.why}") for f in natural]
     steps += [_step(f, "anomalous", f", but {f.benign}") for f in anomalous]
-    if len(anomalous) >= t.real_contradiction:
+    if undecided:
         steps.append(
-            f"{len(anomalous)} of the {total} measured traces look anomalous, more than a camera photograph "
-            f"usually shows; the real label rests on the image's source record ({label_source}), not on this "
-            "evidence."
+            f"{len(anomalous)} of the {total} traces look anomalous, enough to point to a generator; the real label "
+            f"rests on the image's source record ({label_source}), not on this evidence."
         )
         conclusion = (
-            f"The image is a real photograph according to its source, but its {_names(anomalous)} look anomalous, "
-            "so the measured evidence alone would not clear it."
+            "The evidence is inconclusive: the image is a real photograph according to its source, but its "
+            f"{_names(anomalous)} look anomalous, so what it shows would not clear it."
         )
         return steps, conclusion, True
     if anomalous:
         steps.append(
-            f"The camera traces in the {_names(natural)} outweigh the anomalous {_names(anomalous)}, which a "
-            "camera photograph can show too, so the image is real."
+            f"The camera traces in the {_names(natural)} outweigh the faint anomaly in the {_names(anomalous)}, "
+            "which a camera photograph can show too, so the image is real."
         )
         conclusion = (
             f"The image is a real photograph: its {_names(natural)} look as a camera leaves them, and the "
@@ -108,7 +112,7 @@ def reason(findings: list[Finding], label: str, label_source: str, t: Thresholds
             "generator."
         )
     else:
-        steps.append(f"All {total} measured traces look as a camera leaves them, so the image is real.")
+        steps.append(f"All {total} traces look as a camera leaves them, so the image is real.")
         conclusion = (
             f"The image is a real photograph: its {_names(natural)} all look as a camera pipeline leaves them, "
             "with no generator trace."

@@ -10,6 +10,7 @@ from fakeinstruct.generation.formats import FILE_FORMATS, FORMATS
 from fakeinstruct.generation.splits import parse_ratios
 
 IMAGE_MODES = ("relative", "embed")
+UNDECIDED = ("inconclusive", "exclude")
 # Fields that do not change the output: a resumed run may differ in these.
 NOT_OUTPUT = ("workers", "overwrite", "progress", "out", "chains", "root", "template_dirs", "taxonomy", "strict")
 
@@ -53,6 +54,14 @@ class GenerateConfig:
             "help": "split ratios",
         },
     )
+    undecided: str = field(
+        default="inconclusive",
+        metadata={
+            "choices": UNDECIDED,
+            "help": "records whose evidence does not decide their label: keep their explanation, enhancement and "
+            "multi-turn pairs (phrased by their inconclusive conclusion), or exclude them",
+        },
+    )
     families: list[str] | None = field(
         default=None, metadata={"parse": _families, "help": "comma-separated task families (default: all)"}
     )
@@ -86,5 +95,7 @@ class GenerateConfig:
             )
         if self.images == "embed" and (self.file_format != "parquet" or not FORMATS[self.format].has_images):
             raise FakeInstructError("--images embed needs --file-format parquet and a trl or prompt-completion format")
+        if self.undecided not in UNDECIDED:
+            raise FakeInstructError(f"undecided must be one of {', '.join(UNDECIDED)}", field="undecided")
         if self.workers < 1 or self.shard_size < 1:
             raise FakeInstructError("workers and shard size must be at least 1")

@@ -37,7 +37,8 @@ class GenerationContext:
         taxonomy = load_taxonomy(config.taxonomy)
         registry = load_registry(config.template_dirs, builtin=config.builtin_templates).select(config.families)
         chains = open(config.chains, "rb")  # noqa: SIM115 - held for the context's lifetime, closed by close()
-        return cls(config, schema, taxonomy, Expander(registry, taxonomy, config.seed), FORMATS[config.format], chains)
+        expander = Expander(registry, taxonomy, config.seed, exclude_undecided=config.undecided == "exclude")
+        return cls(config, schema, taxonomy, expander, FORMATS[config.format], chains)
 
     def close(self) -> None:
         self.chains.close()

@@ -90,6 +90,10 @@ def _seeded(prefix, name: str) -> Rng:
     return Rng(int.from_bytes(digest.digest(), "big"))
 
 
+# Families whose answers argue from the evidence to the verdict: left out for undecided records on request.
+REASONED = ("explanation", "enhancement", "multi_turn")
+
+
 def _requirable(data: dict) -> tuple[bool, ...]:
     return tuple(bool(data.get(name)) for name in REQUIRABLE)
 
@@ -108,7 +112,7 @@ class _Record:
 
     __slots__ = ("_contexts", "_samples", "attributes", "base", "meta", "prefix", "requirable")
 
-    def __init__(self, seed: int, data: dict, base: dict):
+    def __init__(self, seed: int, data: dict, base: dict, shape: tuple):
         self.base, self.attributes = base, base["attributes"]
         self.prefix = _seed_hash(seed, data["id"])
         source = data["source"]
@@ -119,7 +123,7 @@ class _Record:
             source["generator"],
             source.get("group") or data["image"],
         )
-        self.requirable = _requirable(data)
+        self.requirable = shape
         self._contexts: dict[int, dict] = {}
         self._samples: dict[str, list[int]] = {}
 
@@ -146,8 +150,11 @@ class _Record:
 class Expander:
     """Renders a registry's templates for records; build once per worker, call :meth:`expand` per record."""
 
-    def __init__(self, registry: Registry, taxonomy: Taxonomy, seed: int = 0):
+    def __init__(self, registry: Registry, taxonomy: Taxonomy, seed: int = 0, exclude_undecided: bool = False):
+        """``exclude_undecided``: give records whose evidence does not decide their label no explanation,
+        enhancement or multi-turn pairs (by default they get them, phrased by their inconclusive conclusion)."""
         self.registry, self.taxonomy, self.seed = registry, taxonomy, seed
+        self.exclude_undecided = exclude_undecided
         self.templates = [t for t in registry if t.kind != "conversation"]
         self.conversations = [t for t in registry if t.kind == "conversation"]
         self._applicable_cache: dict[tuple, list[Template]] = {}
@@ -165,7 +172,7 @@ class Expander:
         on it is handed to ``on_error``, which raises it by default or may note it, leaving that pair out: every
         generator is seeded per template, so the record's other pairs are the same either way."""
         data = record_data(chain)
-        record = _Record(self.seed, data, record_context(data, self.taxonomy))
+        record = _Record(self.seed, data, record_context(data, self.taxonomy), self._shape(data))
         for template in self._applicable(data, record.requirable):
             rng = record.rng(template.name)
             if template.kind in ATTRIBUTE_KINDS:
@@ -179,7 +186,7 @@ class Expander:
                     yield self._answer(template, record, context, rng)
                 except TemplateError as err:
                     on_error(err)
-        for template in self.conversations:
+        for template in self._conversations(record.requirable):
             try:
                 pair = self._conversation(template, data, record, record.rng(template.name))
             except TemplateError as err:
@@ -192,22 +199,33 @@ class Expander:
     def _applies(template: Template, data: dict) -> bool:
         return all(data.get(name) for name in template.requires)
 
+    def _shape(self, data: dict) -> tuple[bool, ...]:
+        """Which required fields ``data`` fills, and whether its open-ended pairs are left out: what decides which
+        templates apply to it."""
+        excluded = self.exclude_undecided and data["provenance"].get("evidence_decides_label") is False
+        return (*_requirable(data), excluded)
+
     def _applicable(self, data: dict, key: tuple | None = None) -> list[Template]:
-        """The non-conversation templates whose required fields ``data`` fills (memoised by which it fills)."""
-        key = key or _requirable(data)
+        """The non-conversation templates that apply to ``data`` (memoised by its shape)."""
+        key = key or self._shape(data)
         if key not in self._applicable_cache:
-            self._applicable_cache[key] = [t for t in self.templates if self._applies(t, data)]
+            self._applicable_cache[key] = [
+                t for t in self.templates if self._applies(t, data) and not (key[-1] and t.family in REASONED)
+            ]
         return self._applicable_cache[key]
+
+    def _conversations(self, shape: tuple) -> list[Template]:
+        return [] if shape[-1] else self.conversations
 
     def count(self, chain: Record) -> int:
         """How many pairs :meth:`expand` yields for ``chain``, without rendering anything."""
         data = record_data(chain)
-        key = (_requirable(data), len(data["attributes"]))
+        key = (self._shape(data), len(data["attributes"]))
         if key not in self._count_cache:
             total = 0
             for template in self._applicable(data, key[0]):
                 total += min(template.max_per_record, key[1]) if template.kind in ATTRIBUTE_KINDS else 1
-            for template in self.conversations:
+            for template in self._conversations(key[0]):
                 total += all(self._turn_candidates(turn, data) for turn in template.turns)
             self._count_cache[key] = total
         return self._count_cache[key]

@@ -20,7 +20,7 @@ import orjson
 from fakeinstruct.chain.reader import read_chains
 from fakeinstruct.errors import FakeChainError
 from fakeinstruct.generation.context import GenerationContext
-from fakeinstruct.generation.records import Plan, RecordRef, ShardSpec
+from fakeinstruct.generation.records import Plan, RecordRef, ShardSpec, review_summary
 from fakeinstruct.generation.splits import SPLITS, assign_splits, components
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def scan_range(context: GenerationContext, byte_range: tuple[int, int]) -> tuple
     config, expander = context.config, context.expander
     start, end = byte_range
     columns: tuple[list, ...] = tuple([] for _ in RecordRef.__slots__)
-    numbers, offsets, lengths, ids, images, groups, counts, canonical = columns
+    numbers, offsets, lengths, ids, images, groups, counts, canonical, labels, calls, decided, own_advice = columns
     errors, rejected = [], 0
     lines = read_chains(
         config.chains,
@@ -84,6 +84,10 @@ def scan_range(context: GenerationContext, byte_range: tuple[int, int]) -> tuple
             groups.append(chain.group)
             canonical.append(_canonical(line))
             counts.append(expander.count(line.data if canonical[-1] else chain))
+            labels.append(chain.label)
+            calls.append(chain.provenance.reviewer_call)
+            decided.append(chain.provenance.evidence_decides_label)
+            own_advice.append(bool(chain.enhancement))
         else:
             rejected += 1
             errors += line.errors
@@ -104,8 +108,9 @@ def scan(chains: Path, results: Iterable[tuple]) -> tuple[list[RecordRef], int]:
             err.line += base
             logger.warning("%s", err)
         rejected += part_rejected
-        for number, offset, length, rid, image, group, pairs, canonical in zip(*columns, strict=True):
-            ref = RecordRef(number + base, offset, length, rid, image, group, pairs, canonical)
+        for number, offset, *fields in zip(*columns, strict=True):
+            ref = RecordRef(number + base, offset, *fields)
+            rid = ref.id
             if rid in first_line:
                 rejected += 1
                 message = f"duplicate id {rid!r} (first on line {first_line[rid]})"
@@ -161,4 +166,4 @@ def plan_shards(refs: list[RecordRef], ratios: dict[str, float], seed: int, shar
     shards.sort(key=lambda s: (SPLITS.index(s.split), s.index))
     counts = Counter(split_of[r.id] for r in refs)
     per_split = {s: counts[s] for s in SPLITS}
-    return Plan(shards, len(refs), per_split, sum(s.planned_pairs for s in shards), prefix)
+    return Plan(shards, len(refs), per_split, sum(s.planned_pairs for s in shards), prefix, review_summary(refs))

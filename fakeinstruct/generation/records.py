@@ -23,6 +23,12 @@ class RecordRef:
     group: str
     pairs: int
     canonical: bool
+    # for the record-level report: the label, the blind reviewer's call, whether the evidence decides the label,
+    # and whether the record brings its own enhancement advice
+    label: str
+    call: str | None
+    decided: bool | None
+    own_advice: bool
 
 
 @dataclass
@@ -51,3 +57,30 @@ class Plan:
     records_per_split: dict[str, int]
     planned_pairs: int
     image_prefix: str = ""
+    review: dict = field(default_factory=dict)  # see plan.review_summary
+
+
+def review_summary(refs: list[RecordRef]) -> dict:
+    """What the records say of their annotation: blind agreement with the label, how many have evidence that
+    decides their label, and how many fakes bring their own enhancement advice (the rest get the taxonomy's)."""
+    calls = [r for r in refs if r.call is not None]
+    sure = [r for r in calls if r.call != "unsure"]
+    agree = sum(r.call == r.label for r in sure)
+    decided = [r.decided for r in refs if r.decided is not None]
+    fakes = [r for r in refs if r.label == "fake"]
+    own = sum(r.own_advice for r in fakes)
+    return {
+        "blind_review": {
+            "records": len(calls),
+            "unsure": len(calls) - len(sure),
+            "agree_with_label": agree,
+            "agreement": round(agree / len(sure), 4) if sure else None,
+        },
+        "evidence_decides_label": {
+            "true": sum(decided),
+            "false": len(decided) - sum(decided),
+            "unstated": len(refs) - len(decided),
+            "share": round(sum(decided) / len(decided), 4) if decided else None,
+        },
+        "enhancement": {"fakes": len(fakes), "own_advice": own, "taxonomy_fallback": len(fakes) - own},
+    }

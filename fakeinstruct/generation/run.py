@@ -115,7 +115,12 @@ def generate(config: GenerateConfig) -> GenerateResult:
     summary = stats.summary()
     summary["duplicates_removed"] = sum(e["duplicates"] for e in done.values())
     summary["template_failures"] = failures = _merged_failures(done)
-    summary["records"] = {"valid": plan.records, "rejected": rejected, "per_split": plan.records_per_split}
+    summary["records"] = {
+        "valid": plan.records,
+        "rejected": rejected,
+        "per_split": plan.records_per_split,
+        **plan.review,
+    }
     folder.write_stats(summary)
     from fakeinstruct.report.card import render_dataset_card
 

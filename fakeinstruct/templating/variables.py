@@ -23,6 +23,8 @@ RECORD_FIELDS = {
     "reasoning": "the reasoning steps (list of strings), in order",
     "conclusion": "the conclusion paragraph",
     "advice": "enhancement advice: the record's own, else derived from its anomalous attributes; empty for real images",
+    "evidence_decides_label": "false when the verdicts do not point to the label (the conclusion then says the evidence "
+    "is inconclusive); true, or none when the record does not say",
 }
 # Variables that only some template kinds get.
 KIND_FIELDS = {
@@ -91,5 +93,6 @@ def record_context(record: dict, taxonomy: Taxonomy) -> dict[str, Any]:
             "reasoning": list(record["reasoning"]),
             "conclusion": record["conclusion"],
             "advice": advice,
+            "evidence_decides_label": record["provenance"].get("evidence_decides_label"),
         }
     )
