@@ -232,7 +232,7 @@ def test_camera_like_image_drafts_a_valid_real_record(tmp_path):
     assert chain.conclusion.startswith("The image is a real photograph")
     assert chain.provenance.annotation == "machine"
     assert chain.provenance.drafted_by == DRAFTED_BY
-    assert chain.provenance.machine_fields == ["attributes", "reasoning", "conclusion"]
+    assert chain.provenance.machine_fields == ["attributes", "reasoning", "conclusion", "enhancement"]
 
 
 def test_upscaler_like_image_drafts_a_valid_fake_record(tmp_path):
@@ -240,10 +240,21 @@ def test_upscaler_like_image_drafts_a_valid_fake_record(tmp_path):
     chain = FakeChain.model_validate(result.record)
     assert result.needs_review == [] and not result.contradicts_label
     verdicts = _verdicts(result.record)
-    assert {name for name, v in verdicts.items() if v == "anomalous"} >= {"noise", "compression", "texture"}
+    assert {name for name, v in verdicts.items() if v == "anomalous"} >= {"noise", "texture"}
     noise = next(a for a in chain.attributes if a.name == "noise")
     assert f"residual std {result.measurements.noise_std:.1f} grey levels" in noise.evidence
     assert 0.05 <= noise.severity <= 1.0
+    # located, and advice that is this image's own: its region and its measured value, strongest trace first
+    x0, y0, x1, y1 = noise.region
+    assert (
+        0 <= x0 < x1 <= 128 and 0 <= y0 < y1 <= 128 and (x1 - x0, y1 - y0) in ((42, 42), (42, 43), (43, 42), (43, 43))
+    )
+    advice = next(a for a in chain.enhancement if "sensor grain" in a)
+    assert (
+        f"around x {x0}-{x1}, y {y0}-{y1}" in advice and f"{result.measurements.noise_std:.1f} grey levels" in advice
+    )
+    anomalous = sorted((a for a in chain.attributes if a.verdict == "anomalous"), key=lambda a: -a.severity)
+    assert len(chain.enhancement) == len(anomalous)
     assert all(a.severity is None for a in chain.attributes if a.verdict == "natural")
     assert chain.conclusion.startswith("The image is fake")
 
@@ -254,6 +265,7 @@ def test_verdicts_do_not_depend_on_the_label(tmp_path):
     as_real = _draft(pixels, tmp_path, "real", REAL_SOURCE).record
     assert as_fake["attributes"] == as_real["attributes"]
     assert as_fake["conclusion"] != as_real["conclusion"]
+    assert as_fake["enhancement"] and as_real["enhancement"] == []  # advice on passing as real is for fakes
 
 
 def test_fake_label_without_evidence_is_flagged_not_invented(tmp_path):

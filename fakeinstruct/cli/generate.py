@@ -35,6 +35,10 @@ def _cmd_stats(args) -> int:
     failed = [name for name, ok in quality["checks"].items() if not ok]
     print(f"{args.dir}: {quality['pairs']} pairs; {len(failed)} of {len(quality['checks'])} checks failed")
     stats = FakeInstructFolder.open(args.dir).stats()
+    from fakeinstruct.report.card import review_lines
+
+    for line in review_lines(stats.get("records", {})):
+        print(f"  {line}")
     left_out = stats.get("template_failures", {}).get("pairs", 0)  # folders written before it was reported lack it
     if left_out:
         print(f"  note: {left_out} pairs were left out at generation, their template failing on their record")

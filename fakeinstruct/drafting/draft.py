@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DRAFTED_BY = f"fakeinstruct draft {__version__} (measure.py)"
-MACHINE_FIELDS = ["attributes", "reasoning", "conclusion"]
+MACHINE_FIELDS = ["attributes", "reasoning", "conclusion", "enhancement"]
 
 
 @dataclass
@@ -51,11 +51,22 @@ class DraftResult:
 
 
 def draft_from_measurements(
-    measurements: Measurements, *, thresholds: Thresholds = DEFAULT_THRESHOLDS, **record: Any
+    measurements: Measurements, *, thresholds: Thresholds = DEFAULT_THRESHOLDS, rgb=None, **record: Any
 ) -> DraftResult:
-    """Draft a record from measurements already taken; ``record`` as for :func:`draft_from_findings`."""
-    findings = [DRAFTERS[name](measurements, thresholds) for name in ATTRIBUTES]
+    """Draft a record from measurements already taken; ``record`` as for :func:`draft_from_findings`. With the
+    image's pixels (``rgb``), anomalous findings get the region where they are strongest."""
+    findings = draft_findings(measurements, thresholds, rgb)
     return draft_from_findings(findings, measurements, thresholds=thresholds, **record)
+
+
+def draft_findings(measurements: Measurements, thresholds: Thresholds = DEFAULT_THRESHOLDS, rgb=None) -> list[Finding]:
+    """The six label-blind findings, anomalous ones located in ``rgb`` when it is given."""
+    from fakeinstruct.drafting.regions import region
+
+    findings = [DRAFTERS[name](measurements, thresholds) for name in ATTRIBUTES]
+    if rgb is None:
+        return [f.located(None) for f in findings]
+    return [f.located(region(rgb, f.name) if f.anomalous else None) for f in findings]
 
 
 def draft_from_findings(
@@ -69,7 +80,8 @@ def draft_from_findings(
     label_source: str = "manifest",
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> DraftResult:
-    """Write the record for ``findings`` (drafted, or drafted and then corrected by a reviewer)."""
+    """Write the record for ``findings`` (drafted, or drafted and then corrected by a reviewer). A fake gets
+    enhancement advice from its anomalous findings, strongest first: what would have to change in this image."""
     from pydantic import ValidationError
 
     from fakeinstruct.chain import SCHEMA_VERSION, FakeChain
@@ -80,7 +92,11 @@ def draft_from_findings(
         attribute = {"name": f.name, "verdict": f.verdict, "evidence": f.evidence}
         if f.severity is not None:
             attribute["severity"] = f.severity
+        if f.region is not None:
+            attribute["region"] = list(f.region)
         attributes.append(attribute)
+    ranked = sorted((f for f in findings if f.anomalous and f.advice), key=lambda f: -(f.severity or 0.0))
+    enhancement = [f.advice for f in ranked] if label == "fake" else []
     record = {
         "schema_version": SCHEMA_VERSION,
         "id": record_id,
@@ -90,7 +106,7 @@ def draft_from_findings(
         "attributes": attributes,
         "reasoning": reasoning,
         "conclusion": conclusion,
-        "enhancement": [],
+        "enhancement": enhancement,
         "provenance": {
             "annotation": "machine",
             "label_source": label_source,
@@ -124,9 +140,10 @@ def draft_record(image_path: str | Path, **record: Any) -> DraftResult:
     The verdicts never depend on ``label``; a record whose evidence contradicts it comes back all the same,
     flagged, and (for a fake without anomalous evidence) not valid as a FakeChain until a reviewer fixes it.
     """
-    from fakeinstruct.drafting.measure import measure_image
+    from fakeinstruct.drafting.measure import decode_rgb, measure_array
 
-    return draft_from_measurements(measure_image(image_path), **record)
+    rgb = decode_rgb(image_path)
+    return draft_from_measurements(measure_array(rgb), rgb=rgb, **record)
 
 
 @dataclass

@@ -88,13 +88,17 @@ class Measurements:
         return {**asdict(self), "grid_aligned": self.grid_aligned}
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image to an ``(H, W, 3)`` uint8 array, cropped centrally to at most ``MAX_SIDE`` a side."""
+def decode_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image to an ``(H, W, 3)`` uint8 array."""
     from PIL import Image
 
     with Image.open(path) as img:
-        rgb = np.asarray(img.convert("RGB"))
-    return _grid_aligned_crop(rgb, MAX_SIDE)
+        return np.asarray(img.convert("RGB"))
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image to an ``(H, W, 3)`` uint8 array, cropped centrally to at most ``MAX_SIDE`` a side."""
+    return _grid_aligned_crop(decode_rgb(path), MAX_SIDE)
 
 
 def measure_image(path: str | Path) -> Measurements:
@@ -136,10 +140,13 @@ def measure_array(rgb: np.ndarray) -> Measurements:
     )
 
 
+def crop_origin(height: int, width: int, side: int = MAX_SIDE) -> tuple[int, int]:
+    """(x0, y0) of the central crop that is measured, on the 8x8 grid."""
+    return max(0, (width - side) // 2) // 8 * 8, max(0, (height - side) // 2) // 8 * 8
+
+
 def _grid_aligned_crop(rgb: np.ndarray, side: int) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    y0 = max(0, (height - side) // 2) // 8 * 8
-    x0 = max(0, (width - side) // 2) // 8 * 8
+    x0, y0 = crop_origin(*rgb.shape[:2], side)
     return rgb[y0 : y0 + side, x0 : x0 + side]
 
 

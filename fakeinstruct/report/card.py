@@ -129,6 +129,10 @@ Closed-ended answer words per family: `{stats["closed_answer_words"]}`.
 Records per split: {records["per_split"]}. Splits are grouped: records that share an image or a source group
 (`source.group`, e.g. crops of one photograph) are always in the same split, so nothing leaks between splits.
 
+## Annotation
+
+{_annotation(records)}
+
 ## Labels and generators
 
 {_table(stats["per_label"], "label")}
@@ -156,6 +160,42 @@ template set give byte-identical shards, whatever the number of workers.
 The images keep their own licenses; see each record's `source.license` in the FakeChain file. The text was
 generated from FakeChain annotations by templates distributed under the toolkit's license.
 """
+
+
+def review_lines(records: dict) -> list[str]:
+    """How the records were annotated, in words (folders written before these were counted have none)."""
+    lines = []
+    blind, decides = records.get("blind_review"), records.get("evidence_decides_label")
+    if blind and blind["records"]:
+        agreement = "n/a" if blind["agreement"] is None else f"{blind['agreement']:.1%}"
+        lines.append(
+            f"blind review: {blind['records']} records; the reviewer's own call agrees with the label on "
+            f"{blind['agree_with_label']} of {blind['records'] - blind['unsure']} ({agreement}), "
+            f"{blind['unsure']} unsure"
+        )
+    if decides and decides["true"] + decides["false"]:
+        lines.append(
+            f"evidence decides the label: {decides['true']} of {decides['true'] + decides['false']} records "
+            f"({decides['share']:.1%}); {decides['unstated']} do not say"
+        )
+    advice = records.get("enhancement")
+    if advice and advice["fakes"]:
+        lines.append(
+            f"enhancement advice: {advice['own_advice']} of {advice['fakes']} fakes have their own, "
+            f"{advice['taxonomy_fallback']} get the taxonomy's generic advice"
+        )
+    return lines
+
+
+def _annotation(records: dict) -> str:
+    lines = review_lines(records)
+    if not lines:
+        return "The records do not say how they were reviewed (no blind-review or evidence fields)."
+    text = "\n".join(f"- {line[0].upper()}{line[1:]}." for line in lines)
+    return (
+        text + "\n\nThe label comes from provenance, never from the annotation. A record whose verdicts do not point"
+        " to its label (by the fixed rule of `fakeinstruct.chain.verdict`) says so in its conclusion."
+    )
 
 
 def _failures(stats: dict) -> str:
