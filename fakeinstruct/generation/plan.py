@@ -61,7 +61,7 @@ def scan_range(context: GenerationContext, byte_range: tuple[int, int]) -> tuple
     config, expander = context.config, context.expander
     start, end = byte_range
     columns: tuple[list, ...] = tuple([] for _ in RecordRef.__slots__)
-    numbers, offsets, lengths, ids, images, groups, counts, canonical, labels, calls, decided, own_advice = columns
+    numbers, offsets, lengths, ids, images, groups, counts, canonical, labels, calls, decided, advice = columns
     errors, rejected = [], 0
     lines = read_chains(
         config.chains,
@@ -87,7 +87,8 @@ def scan_range(context: GenerationContext, byte_range: tuple[int, int]) -> tuple
             labels.append(chain.label)
             calls.append(chain.provenance.reviewer_call)
             decided.append(chain.provenance.evidence_decides_label)
-            own_advice.append(bool(chain.enhancement))
+            anomalous = any(a.verdict == "anomalous" for a in chain.attributes)
+            advice.append("own" if chain.enhancement else "taxonomy" if anomalous else "none")
         else:
             rejected += 1
             errors += line.errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from fakeinstruct.folder import IMAGES_DIR, shard_name
@@ -24,11 +25,12 @@ class RecordRef:
     pairs: int
     canonical: bool
     # for the record-level report: the label, the blind reviewer's call, whether the evidence decides the label,
-    # and whether the record brings its own enhancement advice
+    # and where a fake's enhancement advice comes from: "own", "taxonomy" (derived from its anomalous attributes) or
+    # "none" (nothing anomalous to fix)
     label: str
     call: str | None
     decided: bool | None
-    own_advice: bool
+    advice: str
 
 
 @dataclass
@@ -67,8 +69,7 @@ def review_summary(refs: list[RecordRef]) -> dict:
     sure = [r for r in calls if r.call != "unsure"]
     agree = sum(r.call == r.label for r in sure)
     decided = [r.decided for r in refs if r.decided is not None]
-    fakes = [r for r in refs if r.label == "fake"]
-    own = sum(r.own_advice for r in fakes)
+    fakes = Counter(r.advice for r in refs if r.label == "fake")
     return {
         "blind_review": {
             "records": len(calls),
@@ -82,5 +83,10 @@ def review_summary(refs: list[RecordRef]) -> dict:
             "unstated": len(refs) - len(decided),
             "share": round(sum(decided) / len(decided), 4) if decided else None,
         },
-        "enhancement": {"fakes": len(fakes), "own_advice": own, "taxonomy_fallback": len(fakes) - own},
+        "enhancement": {
+            "fakes": fakes.total(),
+            "own_advice": fakes["own"],
+            "taxonomy_fallback": fakes["taxonomy"],
+            "no_advice": fakes["none"],
+        },
     }

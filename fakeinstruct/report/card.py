@@ -182,7 +182,8 @@ def review_lines(records: dict) -> list[str]:
     if advice and advice["fakes"]:
         lines.append(
             f"enhancement advice: {advice['own_advice']} of {advice['fakes']} fakes have their own, "
-            f"{advice['taxonomy_fallback']} get the taxonomy's generic advice"
+            f"{advice['taxonomy_fallback']} get the taxonomy's generic advice for their anomalous attributes, "
+            f"{advice.get('no_advice', 0)} have nothing anomalous to fix"
         )
     return lines
 

@@ -92,6 +92,40 @@ PROBES = [
 ]
 
 
+# Records whose verdicts do not point to their label: a fake with no trace, and a real photograph whose traces add up
+# to a generator's. Templates must not argue such a label from the evidence.
+PROBES += [
+    {
+        "schema_version": "1.1",
+        "id": "probe-fake-undecided",
+        "image": "probe/fake3.png",
+        "label": "fake",
+        "source": _SOURCE_FAKE,
+        "attributes": [
+            {"name": "texture", "verdict": "natural", "evidence": "The bark is rough and irregular."},
+            {"name": "noise", "verdict": "natural", "evidence": "A fine grain covers the sky."},
+        ],
+        "reasoning": ["The texture looks natural.", "The noise looks natural.", "Nothing gives the image away."],
+        "conclusion": "The evidence is inconclusive: the image is fake according to its record.",
+        "provenance": {**_PROVENANCE, "evidence_decides_label": False, "reviewer_call": "real", "blind": True},
+    },
+    {
+        "schema_version": "1.1",
+        "id": "probe-real-undecided",
+        "image": "probe/real3.png",
+        "label": "real",
+        "source": _SOURCE_REAL,
+        "attributes": [
+            {"name": "edges", "verdict": "anomalous", "evidence": "Every contour has a bright rim.", "severity": 0.7},
+            {"name": "color", "verdict": "natural", "evidence": "The greens are muted and even."},
+        ],
+        "reasoning": ["The edges look anomalous.", "The colour looks natural."],
+        "conclusion": "The evidence is inconclusive: the image is real according to its source.",
+        "provenance": {**_PROVENANCE, "evidence_decides_label": False, "reviewer_call": "unsure", "blind": True},
+    },
+]
+
+
 def probe_chains() -> list[FakeChain]:
     return [FakeChain.model_validate(p) for p in PROBES]
 

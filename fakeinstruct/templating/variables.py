@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fakeinstruct.chain.taxonomy import Taxonomy
+from fakeinstruct.chain.verdict import evidence_label
 from fakeinstruct.templating.engine import with_globals
 from fakeinstruct.templating.kinds import KIND_VARIABLES
 
@@ -23,8 +24,10 @@ RECORD_FIELDS = {
     "reasoning": "the reasoning steps (list of strings), in order",
     "conclusion": "the conclusion paragraph",
     "advice": "enhancement advice: the record's own, else derived from its anomalous attributes; empty for real images",
-    "evidence_decides_label": "false when the verdicts do not point to the label (the conclusion then says the evidence "
-    "is inconclusive); true, or none when the record does not say",
+    "evidence_points_to": "'fake' or 'real': where the verdicts point by the fixed rule (fakeinstruct.chain.verdict); "
+    "word evidence by it, not by the label",
+    "inconclusive": "true when the verdicts do not point to the label: the label then comes from the source alone, and "
+    "an answer must not argue it from the evidence",
 }
 # Variables that only some template kinds get.
 KIND_FIELDS = {
@@ -81,6 +84,7 @@ def record_context(record: dict, taxonomy: Taxonomy) -> dict[str, Any]:
     else:
         advice = []
     source = record["source"]
+    points_to = evidence_label(record["attributes"])
     return with_globals(
         {
             "label": record["label"],
@@ -93,6 +97,7 @@ def record_context(record: dict, taxonomy: Taxonomy) -> dict[str, Any]:
             "reasoning": list(record["reasoning"]),
             "conclusion": record["conclusion"],
             "advice": advice,
-            "evidence_decides_label": record["provenance"].get("evidence_decides_label"),
+            "evidence_points_to": points_to,
+            "inconclusive": points_to != record["label"],
         }
     )

@@ -20,7 +20,16 @@ from jinja2 import TemplateSyntaxError, meta, nodes
 from fakeinstruct.templating.engine.sandbox import environment, render
 
 # Context variables whose values come from the label, the source and the template, not from the record's prose.
-KEYED = ("label", "is_fake", "generator", "generator_family", "answer", "options")
+KEYED = (
+    "label",
+    "is_fake",
+    "generator",
+    "generator_family",
+    "answer",
+    "options",
+    "evidence_points_to",
+    "inconclusive",
+)
 # Keys of an attribute's context whose values come from its name, its verdict and the taxonomy.
 ATTRIBUTE_KEYS = frozenset(("name", "title", "verdict", "is_anomalous", "description", "looks_natural"))
 ATTRIBUTE_KEYS |= {"looks_anomalous", "fix"}
