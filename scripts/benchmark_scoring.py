@@ -54,7 +54,7 @@ def tiny_model(work: Path, epochs: int) -> str:
     import sys
 
     from fakeinstruct.cli import main as fakeinstruct
-    from modeling.tiny import build_tiny_llava
+    from modeling.tiny.llava import build_tiny_llava
 
     if epochs <= 0:
         return str(build_tiny_llava(work / "tiny"))
@@ -95,8 +95,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from modeling.detector import FakeScopeDetector
-    from modeling.generation import generate_answers
-    from modeling.probability import prompt_text
+    from modeling.scoring.generation import generate_answers
+    from modeling.scoring.probability import prompt_text
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or tiny_model(Path(tmp), args.train_epochs)

@@ -2,7 +2,7 @@
 """Build the tiny offline LLaVA checkpoint (model, processor, chat template) that the demo and the tests train.
 
 Nothing is downloaded: the tokenizer is trained on FakeInstruct text (built in, or --corpus) and the weights are
-random, seeded. Defaults are the builder's own (modeling.tiny.build_tiny_llava).
+random, seeded. Defaults are the builder's own (modeling.tiny.llava.build_tiny_llava).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import inspect
 import logging
 from pathlib import Path
 
-from modeling.tiny import VISION_TOWERS, build_tiny_llava
+from modeling.tiny.llava import VISION_TOWERS, build_tiny_llava
 
 DEFAULTS = {name: p.default for name, p in inspect.signature(build_tiny_llava).parameters.items()}
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Supervised fine-tuning of a LLaVA-style model on FakeInstruct (TRL SFTTrainer, assistant-only loss).
 
-A recipe is a YAML file of ScriptArguments (modeling.sft), TRL SFTConfig and TRL ModelConfig fields; any field can
+A recipe is a YAML file of ScriptArguments (modeling.training.sft), TRL SFTConfig and TRL ModelConfig fields; any field can
 be overridden on the command line. Run from the repository root (recipes hold paths relative to it):
 
     # one process (CPU or one GPU)
@@ -17,7 +17,7 @@ be overridden on the command line. Run from the repository root (recipes hold pa
 
 On SIGTERM or SIGINT (SLURM preemption, spot-instance notice, Ctrl-C) the run finishes its current optimizer step, on
 every process, writes a complete checkpoint-N and exits with status 75 (EX_TEMPFAIL): run the same command with
---resume_from_checkpoint auto to go on (modeling.preemption). A checkpoint folder is complete once it holds
+--resume_from_checkpoint auto to go on (modeling.training.preemption). A checkpoint folder is complete once it holds
 checkpoint_complete.json, written last; resuming skips folders without it.
 
 model_name_or_path: tiny builds the offline tiny LLaVA into tiny_model_dir (nothing is downloaded).
@@ -36,8 +36,8 @@ import datasets
 import transformers
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from modeling.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
-from modeling.sft import ScriptArguments, run_sft
+from modeling.training.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
+from modeling.training.sft import ScriptArguments, run_sft
 
 logger = transformers.utils.logging.get_logger("scripts.sft")
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import run_logged as run
 
-from modeling.merge import read_source
+from modeling.training.merge import read_source
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
@@ -63,7 +63,7 @@ def merged(lora_run) -> Path:
 
 def processed_batch(processor, data: Path):
     """The first validation rows as the model sees them: chat template applied, images processed, padded."""
-    from modeling.sft_data import load_sft_datasets
+    from modeling.training.data import load_sft_datasets
 
     _, rows = load_sft_datasets(str(data), test_split="validation", max_eval_samples=BATCH_ROWS, seed=0)
     texts = [processor.apply_chat_template(row["messages"]) for row in rows]

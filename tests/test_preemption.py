@@ -1,8 +1,8 @@
-"""modeling.preemption: SIGTERM/SIGINT are recorded, not fatal; every process stops at the same optimizer step; the
+"""modeling.training.preemption: SIGTERM/SIGINT are recorded, not fatal; every process stops at the same optimizer step; the
 run ends on a complete checkpoint that reloads to the model in memory, and resuming it ends where an uninterrupted run
 does. Real signals throughout (sent to this process); the scripts/sft.py subprocess runs are in test_resume_training.
 
-The in-process runs go through ``modeling.sft.run_sft`` with the arguments scripts/sft.py parses, on the tiny LLaVA."""
+The in-process runs go through ``modeling.training.sft.run_sft`` with the arguments scripts/sft.py parses, on the tiny LLaVA."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
-import modeling.sft as sft
-from modeling.preemption import (
+import modeling.training.sft as sft
+from modeling.training.preemption import (
     PreemptionCallback,
     StopSignals,
     TrainingPreempted,
@@ -149,7 +149,7 @@ def run_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def run_in_process(argv: list[str], monkeypatch, *callbacks):
-    """``modeling.sft.run_sft`` on what scripts/sft.py parses from ``argv``, with extra callbacks."""
+    """``modeling.training.sft.run_sft`` on what scripts/sft.py parses from ``argv``, with extra callbacks."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("sft_script", SCRIPT)

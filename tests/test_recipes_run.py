@@ -25,7 +25,7 @@ from conftest import run_logged as run
 from tiny_chat import conversation
 from trl import ModelConfig, SFTConfig
 
-from modeling.sft import ScriptArguments
+from modeling.training.sft import ScriptArguments
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
@@ -35,7 +35,7 @@ SFT_RECIPES = sorted(RECIPES.glob("*/sft/*.yaml"))
 ACCELERATE_CONFIGS = sorted((RECIPES / "accelerate_configs").glob("*.yaml"))
 LANGUAGE_MODEL_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 IDEFICS3_TEXT_MODEL_LORA = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-# Base-model name fragment -> the tiny architecture (modeling.sft.TINY_BUILDERS) that stands in for it; else LLaVA.
+# Base-model name fragment -> the tiny architecture (modeling.training.sft.TINY_BUILDERS) that stands in for it; else LLaVA.
 TINY_ARCHS = {"idefics3": "idefics3"}
 STEPS = 2
 # Recipe keys that the test replaces (see overrides) and so does not expect in sft_config.json as written.
@@ -73,7 +73,7 @@ def tiny_arch(recipe: dict) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_idefics3_model(tmp_path_factory) -> Path:
-    from modeling.tiny_idefics3 import build_tiny_idefics3
+    from modeling.tiny.idefics3 import build_tiny_idefics3
 
     return build_tiny_idefics3(tmp_path_factory.mktemp("tiny") / "idefics3")
 

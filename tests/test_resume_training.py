@@ -21,8 +21,8 @@ import torch
 from conftest import run_logged as run
 from safetensors.torch import load_file
 
-from modeling.preemption import COMPLETE_MARKER, CompleteCheckpointsMixin, incomplete_reason, mark_complete
-from modeling.sft import resolve_checkpoint
+from modeling.training.preemption import COMPLETE_MARKER, CompleteCheckpointsMixin, incomplete_reason, mark_complete
+from modeling.training.sft import resolve_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "sft.py"
@@ -74,7 +74,7 @@ def test_incomplete_newer_checkpoints_are_skipped_with_a_warning(tmp_path, caplo
     garbled = fake_checkpoint(tmp_path, 20)
     (garbled / COMPLETE_MARKER).write_text('{"files": ')
     (tmp_path / "checkpoint-24").write_text("not a folder")
-    with caplog.at_level(logging.WARNING, logger="modeling.preemption"):
+    with caplog.at_level(logging.WARNING, logger="modeling.training.preemption"):
         assert resolve_checkpoint("last", str(tmp_path)) == str(tmp_path / "checkpoint-4")
     skipped = {Path(r.args[0]).name: r.args[1] for r in caplog.records if r.getMessage().startswith("skipping")}
     assert skipped == {
@@ -88,7 +88,7 @@ def test_incomplete_newer_checkpoints_are_skipped_with_a_warning(tmp_path, caplo
 
 def test_a_named_checkpoint_is_refused_only_when_its_marker_contradicts_it(tmp_path, caplog):
     legacy = fake_checkpoint(tmp_path, 2, complete=False)  # written before markers existed
-    with caplog.at_level(logging.WARNING, logger="modeling.sft"):
+    with caplog.at_level(logging.WARNING, logger="modeling.training.sft"):
         assert resolve_checkpoint(str(legacy), str(tmp_path)) == str(legacy)
     assert "may be incomplete" in caplog.text
     broken = fake_checkpoint(tmp_path, 4)

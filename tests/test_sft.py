@@ -19,14 +19,14 @@ from conftest import assert_assistant_only_labels
 from conftest import run_logged as run
 from trl import ModelConfig, SFTConfig
 
-from modeling.sft import (
+from modeling.tiny.llava import ANSWER_WORDS, IMAGE_SIZE, PATCH_SIZE, chat_template
+from modeling.training.data import load_sft_datasets
+from modeling.training.sft import (
     ScriptArguments,
     build_trainer,
     peft_config,
     resolve_model_path,
 )
-from modeling.sft_data import load_sft_datasets
-from modeling.tiny import ANSWER_WORDS, IMAGE_SIZE, PATCH_SIZE, chat_template
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "sft.py"
@@ -74,7 +74,7 @@ import runpy, sys
 import torch
 from safetensors.torch import save_file
 from transformers import TrainerCallback
-import modeling.sft as sft
+import modeling.training.sft as sft
 
 path, sys.argv = sys.argv[1], [sys.argv[2], *sys.argv[3:]]
 build = sft.build_trainer
@@ -139,7 +139,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import SFTConfig, SFTTrainer
-from modeling.sft_data import load_sft_datasets
+from modeling.training.data import load_sft_datasets
 
 checkpoint, base, data, out, rows, batch, probe = sys.argv[1:8]
 _, rows = load_sft_datasets(data, test_split="validation", max_eval_samples=int(rows), seed=42)
@@ -290,7 +290,7 @@ def test_saved_checkpoint_reloads_to_the_trained_model(trained, tiny_model, fake
 
 def test_resume_from_checkpoint_continues_the_same_run(trained, tiny_model, fakeinstruct_dir, tmp_path):
     """Resuming at step 4 gives the losses of steps 5-8 of the uninterrupted run: the weights, optimizer, schedule
-    and data order all come back (transformers alone would restart from the initial weights, see modeling.sft)."""
+    and data order all come back (transformers alone would restart from the initial weights, see modeling.training.sft)."""
     out, _ = trained
     resumed = tmp_path / "resumed"
     extra = ("--resume_from_checkpoint", str(out / f"checkpoint-{SAVE_STEPS}"), "--do_eval", "false")

@@ -10,9 +10,8 @@ from safetensors.torch import load_file
 from tiny_chat import ONE_TURN, TWO_TURNS, assert_trains_two_finite_steps, assistant_only_trainer, conversation, image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from modeling.probability import ClosedQuestion, TokenProbabilityEstimator, prompt_text
-from modeling.tiny import ANSWER_WORDS
-from modeling.tiny_idefics3 import (
+from modeling.scoring.probability import ClosedQuestion, TokenProbabilityEstimator, prompt_text
+from modeling.tiny.idefics3 import (
     CHAT_TEMPLATE_PATH,
     EOS,
     FAKE_IMAGE,
@@ -23,6 +22,7 @@ from modeling.tiny_idefics3 import (
     IMAGE_SIZE,
     build_tiny_idefics3,
 )
+from modeling.tiny.llava import ANSWER_WORDS
 
 # per image: <fake_token_around_image><global-img><image>*16<fake_token_around_image>
 IMAGE_FRAME = 3
@@ -198,7 +198,7 @@ def test_token_probability_estimator_scores_batched_as_unbatched(processor, mode
 def test_sft_resolves_tiny_idefics3(tiny_dir, tmp_path):
     from trl import SFTConfig
 
-    from modeling.sft import resolve_model_path
+    from modeling.training.sft import resolve_model_path
 
     args = SFTConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[])
     assert resolve_model_path("tiny", str(tiny_dir), args, "idefics3") == str(tiny_dir)  # reused as it is
@@ -219,7 +219,7 @@ def test_same_seed_same_weights(tiny_dir, tmp_path):
 def test_freeze_vision_tower_finds_the_idefics3_vision_model(model):
     import copy
 
-    from modeling.sft import freeze_vision_tower
+    from modeling.training.sft import freeze_vision_tower
 
     model = copy.deepcopy(model)  # the fixture is shared
     frozen = freeze_vision_tower(model)

@@ -24,11 +24,11 @@ def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
     """``resume_from_checkpoint``: a checkpoint folder; ``last`` for the newest complete ``checkpoint-*`` in
     output_dir; ``auto`` for the same, or a fresh start when there is none (one command for a job and its requeues).
 
-    Complete means marked by :mod:`modeling.preemption` once every process had written it: newer folders without a
+    Complete means marked by :mod:`modeling.training.preemption` once every process had written it: newer folders without a
     valid marker (a kill in the middle of a save) are skipped with a warning. A folder named explicitly is used even
     without a marker (checkpoints written before markers existed), but not when its marker contradicts its files.
     """
-    from modeling.preemption import COMPLETE_MARKER, incomplete_reason, last_complete_checkpoint
+    from modeling.training.preemption import COMPLETE_MARKER, incomplete_reason, last_complete_checkpoint
 
     if value is None or value.lower() in ("", "false", "none"):
         return None
@@ -97,12 +97,12 @@ def resumable_trainer_class():
     ``load_state_dict(strict=False)``; the file holds the original key layout, so no key matches and training
     silently goes on from the initial weights with the checkpoint's optimizer state (huggingface/transformers#43701).
     DeepSpeed (its own checkpoint format), FSDP and PEFT adapters keep transformers' own loading. Checkpoints are
-    marked complete once written (:class:`modeling.preemption.CompleteCheckpointsMixin`).
+    marked complete once written (:class:`modeling.training.preemption.CompleteCheckpointsMixin`).
     """
     from accelerate.utils import is_peft_model
     from trl import SFTTrainer
 
-    from modeling.preemption import CompleteCheckpointsMixin
+    from modeling.training.preemption import CompleteCheckpointsMixin
 
     class ResumableSFTTrainer(CompleteCheckpointsMixin, SFTTrainer):
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):

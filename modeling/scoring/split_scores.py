@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling.cache import ResultCache
-from modeling.eval_data import LabeledImage
+from modeling.scoring.cache import ResultCache
+from modeling.scoring.split_images import LabeledImage
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "MODEL_CARD.md"
+TEMPLATE = Path(__file__).resolve().parents[2] / "MODEL_CARD.md"
 TINY_BASE = "tiny"
 # (metric key in metrics.json, model-index metric type, display name)
 DETECTOR_METRICS = (

@@ -4,18 +4,18 @@
 (the data and the tiny-model switch, below), TRL's ``SFTConfig`` (everything the trainer does) and TRL's
 ``ModelConfig`` (which checkpoint, dtype, attention and LoRA). :func:`run_sft` does the rest:
 
-1. resolves the model: a Hub id or a folder, or ``tiny`` for the offline tiny LLaVA of :mod:`modeling.tiny`
-   (or, with ``tiny_model_arch: idefics3``, the tiny Idefics3 of :mod:`modeling.tiny_idefics3`), built once into
+1. resolves the model: a Hub id or a folder, or ``tiny`` for the offline tiny LLaVA of :mod:`modeling.tiny.llava`
+   (or, with ``tiny_model_arch: idefics3``, the tiny Idefics3 of :mod:`modeling.tiny.idefics3`), built once into
    ``tiny_model_dir`` (the CPU recipe, the demo and the tests use it);
 2. loads it with ``AutoModelForImageTextToText`` and ``AutoProcessor`` (no remote code);
-3. loads the data (:mod:`modeling.sft_data`): a FakeInstruct folder or any ``datasets`` source;
+3. loads the data (:mod:`modeling.training.data`): a FakeInstruct folder or any ``datasets`` source;
 4. wraps the language model in LoRA when ``use_peft`` is set (the projector is trained in full through
    ``lora_modules_to_save`` and saved with the adapter);
 5. trains with assistant-only loss when the recipe asks for it (the FakeInstruct recipes do: prompt and image
    tokens are labelled -100), resuming from a checkpoint when asked (:func:`resumable_trainer_class` works
    around transformers restoring no weights for LLaVA; ``last``/``auto`` take the newest *complete* checkpoint),
    and evaluates at the end with ``do_eval``; SIGTERM or SIGINT stops it after the current optimizer step with a
-   complete checkpoint (:mod:`modeling.preemption`);
+   complete checkpoint (:mod:`modeling.training.preemption`);
 6. saves the model (or the adapter) and the processor, chat template included, as safetensors, plus the
    resolved recipe as ``sft_config.json``; metrics go to ``train_results.json`` (with the world size).
 """
@@ -28,15 +28,15 @@ from pathlib import Path
 
 from transformers.utils import logging
 
-from modeling.resume import resolve_checkpoint, resumable_trainer_class
+from modeling.training.resume import resolve_checkpoint, resumable_trainer_class
 
 logger = logging.get_logger(__name__)
 
 TINY_MODEL = "tiny"
 # tiny_model_arch (the model_type it writes) -> its builder: module, function
 TINY_BUILDERS = {
-    "llava": ("modeling.tiny", "build_tiny_llava"),
-    "idefics3": ("modeling.tiny_idefics3", "build_tiny_idefics3"),
+    "llava": ("modeling.tiny.llava", "build_tiny_llava"),
+    "idefics3": ("modeling.tiny.idefics3", "build_tiny_idefics3"),
 }
 CONFIG_NAME = "sft_config.json"
 # Pickles that transformers' Trainer writes next to the final weights; the final folder keeps safetensors only.
@@ -71,11 +71,11 @@ class ScriptArguments:
             Keep the vision tower's weights fixed in full fine-tuning (LLaVA-1.5's own recipe does). LoRA
             freezes everything that is neither adapted nor in ``lora_modules_to_save`` anyway.
         tiny_model_dir (`str`, *optional*, defaults to `"outputs/tiny-llava"`):
-            Where ``model_name_or_path: tiny`` builds the offline tiny LLaVA (``modeling.tiny.build_tiny_llava``
+            Where ``model_name_or_path: tiny`` builds the offline tiny LLaVA (``modeling.tiny.llava.build_tiny_llava``
             with its defaults). A folder that already holds a checkpoint is reused as it is.
         tiny_model_arch (`str`, *optional*, defaults to `"llava"`):
             What ``model_name_or_path: tiny`` builds: ``llava`` or ``idefics3``
-            (``modeling.tiny_idefics3.build_tiny_idefics3``). A reused folder must hold that architecture.
+            (``modeling.tiny.idefics3.build_tiny_idefics3``). A reused folder must hold that architecture.
     """
 
     dataset_name: str = field(
@@ -213,7 +213,7 @@ def peft_config(model_args):
 
 def build_trainer(script_args, training_args, model_args):
     """Everything up to training: the model, the processor, the data and the ``SFTTrainer``."""
-    from modeling.sft_data import load_sft_datasets
+    from modeling.training.data import load_sft_datasets
 
     path = resolve_model_path(
         model_args.model_name_or_path, script_args.tiny_model_dir, training_args, script_args.tiny_model_arch
@@ -272,9 +272,9 @@ def run_sft(script_args, training_args, model_args):
     """Train and save; return the trainer (its model is the trained one).
 
     On SIGTERM or SIGINT during training, stop after the current optimizer step with a complete checkpoint and raise
-    :class:`modeling.preemption.TrainingPreempted` (no final evaluation or save).
+    :class:`modeling.training.preemption.TrainingPreempted` (no final evaluation or save).
     """
-    from modeling.preemption import PreemptionCallback, TrainingPreempted
+    from modeling.training.preemption import PreemptionCallback, TrainingPreempted
 
     trainer = build_trainer(script_args, training_args, model_args)
     preemption = PreemptionCallback()
