@@ -203,7 +203,7 @@ def main() -> None:
         def ours_command(out: Path, k: int) -> list[str]:
             return [
                 *("scripts/sft.py", "--config", str(args.recipe)),
-                *("--model_name_or_path", "tiny", "--tiny_model_dir", str(model), "--dataset_name", str(data)),
+                *("--model_name_or_path", str(model), "--dataset_name", str(data)),
                 *("--max_steps", str(args.steps), "--save_strategy", "no"),
                 *("--eval_strategy", "no", "--do_eval", "false", "--output_dir", str(out)),
             ]

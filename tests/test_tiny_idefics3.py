@@ -195,17 +195,24 @@ def test_token_probability_estimator_scores_batched_as_unbatched(processor, mode
     assert len(set(np.round(scores.logit, 6))) > 1  # the image reaches the answer's logits
 
 
-def test_sft_resolves_tiny_idefics3(tiny_dir, tmp_path):
-    from trl import SFTConfig
+def test_build_script_writes_the_tiny_idefics3(tiny_dir, tmp_path):
+    """scripts/build_tiny_model.py --arch idefics3: the folder a recipe names as its model_name_or_path."""
+    import importlib.util
+    import json
+    from pathlib import Path
 
-    from modeling.training.sft import resolve_model_path
-
-    args = SFTConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[])
-    assert resolve_model_path("tiny", str(tiny_dir), args, "idefics3") == str(tiny_dir)  # reused as it is
-    with pytest.raises(ValueError, match="holds a tiny 'idefics3' model, not 'llava'"):
-        resolve_model_path("tiny", str(tiny_dir), args)
-    with pytest.raises(ValueError, match="unknown tiny_model_arch"):
-        resolve_model_path("tiny", str(tiny_dir), args, "qwen")
+    path = Path(__file__).resolve().parents[1] / "scripts" / "build_tiny_model.py"
+    spec = importlib.util.spec_from_file_location("build_tiny_model", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--output-dir", str(tmp_path / "built"), "--arch", "idefics3"])
+    assert json.loads((tmp_path / "built" / "config.json").read_text())["model_type"] == "idefics3"
+    built, first = load_file(tmp_path / "built" / "model.safetensors"), load_file(tiny_dir / "model.safetensors")
+    assert built.keys() == first.keys() and all(
+        torch.equal(built[k], first[k]) for k in first
+    )  # the builder's defaults
+    with pytest.raises(SystemExit):
+        script.main(["--output-dir", str(tmp_path / "other"), "--arch", "idefics3", "--vision", "clip"])
 
 
 def test_same_seed_same_weights(tiny_dir, tmp_path):
