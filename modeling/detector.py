@@ -153,13 +153,3 @@ class FakeScopeDetector:
         """Greedy explanations to the explanation question, ``batch_size`` images per ``generate`` call."""
         prompt = prompt_text(self.processor, self.config.explanation)
         return generate_answers(self.estimator, images, [prompt] * len(images), self.config.max_new_tokens, progress)
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Model, processor, detector config and calibration head in ``folder`` (safetensors)."""
-        folder = Path(folder)
-        self.model.save_pretrained(folder)
-        self.processor.save_pretrained(folder)
-        self.config.save(folder)
-        if self.calibration is not None:
-            self.calibration.save_to_checkpoint(folder)
-        return folder

@@ -26,16 +26,6 @@ class SplitScores:
     logit: np.ndarray
     p_raw: np.ndarray
 
-    def select(self, mask: np.ndarray) -> SplitScores:
-        idx = np.flatnonzero(mask)
-        return SplitScores(
-            [self.chain_id[i] for i in idx],
-            [self.generator[i] for i in idx],
-            self.label[idx],
-            self.logit[idx],
-            self.p_raw[idx],
-        )
-
 
 def weights_fingerprint(folder: str | Path | None) -> str | None:
     """Names, sizes and modification times of the weight files: enough to tell a retrained checkpoint apart."""
