@@ -4,7 +4,7 @@
     detector("photo.jpg")
     # {"image": "photo.jpg", "label": "fake", "p_fake": 0.93, "p_fake_raw": 0.97, "explanation": "..."}
 
-``p_fake_raw`` is the token-probability estimate (:mod:`modeling.probability`); ``p_fake`` passes its logit through
+``p_fake_raw`` is the token-probability estimate (:mod:`modeling.scoring.probability`); ``p_fake`` passes its logit through
 the checkpoint's calibration head when there is one (else it equals the raw value and ``calibrated`` is False).
 """
 
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modeling.calibration import CalibrationHead
-from modeling.generation import generate_answers
-from modeling.probability import TokenProbabilityEstimator, prompt_text
-from modeling.prompts import DetectorConfig, default_config
+from modeling.detector_config import DetectorConfig, default_config
 from modeling.safe_loading import load_model_and_processor, resolve_checkpoint_dir
+from modeling.scoring.generation import generate_answers
+from modeling.scoring.probability import TokenProbabilityEstimator, prompt_text
 
 logger = logging.getLogger(__name__)
 ON_ERROR = ("raise", "report")
@@ -153,13 +153,3 @@ class FakeScopeDetector:
         """Greedy explanations to the explanation question, ``batch_size`` images per ``generate`` call."""
         prompt = prompt_text(self.processor, self.config.explanation)
         return generate_answers(self.estimator, images, [prompt] * len(images), self.config.max_new_tokens, progress)
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Model, processor, detector config and calibration head in ``folder`` (safetensors)."""
-        folder = Path(folder)
-        self.model.save_pretrained(folder)
-        self.processor.save_pretrained(folder)
-        self.config.save(folder)
-        if self.calibration is not None:
-            self.calibration.save_to_checkpoint(folder)
-        return folder

@@ -54,10 +54,11 @@ def tiny_model(work: Path, epochs: int) -> str:
     import sys
 
     from fakeinstruct.cli import main as fakeinstruct
-    from modeling.tiny import build_tiny_llava
+    from modeling.tiny.llava import build_tiny_llava
 
+    base = build_tiny_llava(work / "tiny")
     if epochs <= 0:
-        return str(build_tiny_llava(work / "tiny"))
+        return str(base)
     templates = work / "templates" / "detection"
     templates.mkdir(parents=True)
     shutil.copy(TEMPLATE, templates)
@@ -67,7 +68,7 @@ def tiny_model(work: Path, epochs: int) -> str:
         raise SystemExit("benchmark_scoring: generating the training pairs failed")
     logger.info("fine-tuning the tiny model for %d epochs on %s", epochs, data)
     command = [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(DEMO_RECIPE)]
-    command += ["--dataset_name", str(data), "--tiny_model_dir", str(work / "tiny"), "--output_dir", str(work / "sft")]
+    command += ["--model_name_or_path", str(base), "--dataset_name", str(data), "--output_dir", str(work / "sft")]
     command += ["--num_train_epochs", str(epochs), "--do_eval", "false", "--log_level", "warning"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return str(work / "sft")
@@ -95,8 +96,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from modeling.detector import FakeScopeDetector
-    from modeling.generation import generate_answers
-    from modeling.probability import prompt_text
+    from modeling.scoring.generation import generate_answers
+    from modeling.scoring.probability import prompt_text
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or tiny_model(Path(tmp), args.train_epochs)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark the training overhead of `scripts/sft.py` against a minimal plain-TRL script, same config, same run.
 
-Both sides train the offline tiny LLaVA (``modeling.tiny.build_tiny_llava``) on the FakeInstruct train split of
+Both sides train the offline tiny LLaVA (``modeling.tiny.llava.build_tiny_llava``) on the FakeInstruct train split of
 the bundled sample, both built once into a work folder first, for ``--steps`` optimizer steps:
 
 - ``ours``: ``scripts/sft.py --config recipes/tiny-llava/sft/config_demo.yaml`` overridden to ``--max_steps N``,
@@ -9,7 +9,7 @@ the bundled sample, both built once into a work folder first, for ``--steps`` op
   recipe);
 - ``plain_trl``: a script this benchmark writes to the work folder: ``AutoModelForImageTextToText`` and
   ``AutoProcessor`` from the same folder, ``fakeinstruct.loading.load_fakeinstruct`` for the same split, the same
-  column selection as ``modeling.sft_data`` (TRL's columns only), and ``SFTTrainer(model, args=SFTConfig(...),
+  column selection as ``modeling.training.data`` (TRL's columns only), and ``SFTTrainer(model, args=SFTConfig(...),
   train_dataset=..., processing_class=processor).train()``. The ``SFTConfig`` takes the recipe's own values
   (read from the YAML, not copied by hand): ``use_cpu``, ``bf16``, ``max_length``, ``assistant_only_loss``,
   ``activation_checkpointing``, batch size, gradient accumulation, learning rate, scheduler, warm-up, weight decay,
@@ -137,7 +137,7 @@ def build_fixtures(work: Path) -> tuple[Path, Path]:
     """The tiny LLaVA and the sample's FakeInstruct folder, each built once under ``work``."""
     model, data = work / "tiny-llava", work / "fakeinstruct-sample"  # not "fakeinstruct": no package shadowing
     if not (model / "config.json").is_file():
-        from modeling.tiny import build_tiny_llava
+        from modeling.tiny.llava import build_tiny_llava
 
         logger.info("building the tiny LLaVA in %s", model)
         build_tiny_llava(model)
@@ -203,7 +203,7 @@ def main() -> None:
         def ours_command(out: Path, k: int) -> list[str]:
             return [
                 *("scripts/sft.py", "--config", str(args.recipe)),
-                *("--model_name_or_path", "tiny", "--tiny_model_dir", str(model), "--dataset_name", str(data)),
+                *("--model_name_or_path", str(model), "--dataset_name", str(data)),
                 *("--max_steps", str(args.steps), "--save_strategy", "no"),
                 *("--eval_strategy", "no", "--do_eval", "false", "--output_dir", str(out)),
             ]

@@ -16,7 +16,7 @@ import sys
 
 from trl import TrlParser
 
-from modeling.calibrate import CalibrateArguments, calibrate
+from modeling.calibration.fit import CalibrateArguments, calibrate
 
 
 def main(argv: list[str] | None = None) -> None:

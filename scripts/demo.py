@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""The whole pipeline on the bundled sample, as `make demo` runs it: validate -> generate -> report -> fine-tune
--> calibrate -> evaluate -> export -> detect.
+"""The whole pipeline on the bundled sample, as `make demo` runs it: validate -> generate -> report -> build the tiny
+model -> fine-tune -> calibrate -> evaluate -> export -> detect.
 
 Each stage is the command a user would run; this script only strings them together and says what happens.
 """
@@ -146,15 +146,13 @@ def publish_and_detect(out: Path, data: Path) -> None:
 
 def train(out: Path, data: Path, max_steps: int | None) -> None:
     """The tiny LLaVA recipe on the FakeInstruct just generated, in a process of its own (as users run it)."""
+    model = out / "tiny-llava"
+    if (model / "config.json").is_file():
+        logger.info("== the tiny model: %s holds one already", model)
+    else:
+        run_script("build the tiny model", "build_tiny_model.py", ["--output-dir", str(model)])
     argv = [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(ROOT / RECIPE)]
-    argv += [
-        "--dataset_name",
-        str(data),
-        "--tiny_model_dir",
-        str(out / "tiny-llava"),
-        "--output_dir",
-        str(out / "sft"),
-    ]
+    argv += ["--model_name_or_path", str(model), "--dataset_name", str(data), "--output_dir", str(out / "sft")]
     if max_steps:
         argv += ["--max_steps", str(max_steps)]
     logger.info("== fine-tune the tiny model: python scripts/sft.py --config %s", RECIPE)

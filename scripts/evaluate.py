@@ -16,7 +16,7 @@ import sys
 
 from trl import TrlParser
 
-from modeling.evaluate import EvaluateArguments, evaluate
+from modeling.evaluation.run import EvaluateArguments, evaluate
 
 
 def main(argv: list[str] | None = None) -> None:

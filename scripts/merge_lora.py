@@ -6,7 +6,7 @@
 The base model is the one adapter_config.json names (override with --base-model), loaded unquantized in the
 recipe's dtype (sft_config.json; override with --dtype). The output folder loads with
 AutoModelForImageTextToText.from_pretrained(folder) and AutoProcessor.from_pretrained(folder): safetensors only,
-no adapter files, no remote code (modeling.merge).
+no adapter files, no remote code (modeling.training.merge).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from modeling.merge import merge_lora
+from modeling.training.merge import merge_lora
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 

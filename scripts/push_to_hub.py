@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from trl import TrlParser
 
-from modeling.export import ExportError, export, push_folder
+from modeling.hub.export import ExportError, export, push_folder
 
 
 @dataclass

@@ -75,7 +75,7 @@ def run_logged(command: list[str], log: Path, timeout: int = 600) -> str:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """The offline tiny LLaVA model and processor, built once per test session."""
-    from modeling.tiny import build_tiny_llava
+    from modeling.tiny.llava import build_tiny_llava
 
     return build_tiny_llava(tmp_path_factory.mktemp("tiny") / "llava")
 
@@ -108,7 +108,7 @@ def sample_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def calibrated(tiny_model, sample_data, tmp_path_factory) -> tuple[Path, dict]:
     """A copy of the tiny model with a Platt head fitted on the sample's validation split, and its report."""
-    from modeling.calibrate import CalibrateArguments, calibrate
+    from modeling.calibration.fit import CalibrateArguments, calibrate
 
     model = tmp_path_factory.mktemp("calibrated") / "model"
     shutil.copytree(tiny_model, model)
@@ -121,7 +121,7 @@ def calibrated(tiny_model, sample_data, tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="session")
 def evaluated(calibrated, sample_data, tmp_path_factory):
     """``scripts/evaluate.py`` on the first 48 test turns of the sample with the calibrated tiny model."""
-    from modeling.evaluate import EvaluateArguments, evaluate
+    from modeling.evaluation.run import EvaluateArguments, evaluate
 
     args = EvaluateArguments(
         model=str(calibrated[0]),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize, minimize_scalar
 
-from modeling.calibration import CalibrationError, CalibrationHead
+from modeling.calibration.head import CalibrationError, CalibrationHead
 
 
 def overconfident(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,15 +10,15 @@ import pytest
 from PIL import Image
 
 from fakeinstruct.errors import FakeChainError
-from modeling.cache import ResultCache
-from modeling.calibrate import DIAGRAM_NAME, REPORT_NAME, CalibrateArguments, calibrate
 from modeling.calibration import CalibrationHead
+from modeling.calibration.fit import DIAGRAM_NAME, REPORT_NAME, CalibrateArguments, calibrate
 from modeling.cli import main as fakescope
 from modeling.detector import FakeScopeDetector
-from modeling.eval_data import split_images
-from modeling.probability import TokenProbabilityEstimator
-from modeling.prompts import CONFIG_NAME
+from modeling.detector_config import CONFIG_NAME
 from modeling.safe_loading import UnsafeCheckpointError, require_safetensors
+from modeling.scoring.cache import ResultCache
+from modeling.scoring.probability import TokenProbabilityEstimator
+from modeling.scoring.split_images import split_images
 
 
 def sample_images(data: Path, n: int) -> list[Path]:
@@ -144,7 +144,7 @@ def test_pickle_only_checkpoints_are_refused(tmp_path):
     # training and merging refuse it too
     from types import SimpleNamespace
 
-    from modeling.sft import load_model
+    from modeling.training.sft import load_model
 
     model_args = SimpleNamespace(
         model_revision=None, dtype="float32", attn_implementation="sdpa", load_in_4bit=False, load_in_8bit=False

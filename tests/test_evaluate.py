@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeling.eval_items import EvalItem, eval_items
-from modeling.evaluate import closed_metrics, evaluate
-from modeling.probability import ClosedQuestion
-from modeling.text_metrics import SentenceSimilarity, parse_closed, rouge_l
+from modeling.evaluation.items import EvalItem, eval_items
+from modeling.evaluation.run import closed_metrics, evaluate
+from modeling.evaluation.text_metrics import SentenceSimilarity, parse_closed, rouge_l
+from modeling.scoring.probability import ClosedQuestion
 
 
 @pytest.mark.parametrize(
@@ -111,10 +111,12 @@ def test_evaluate_writes_metrics_and_resumes(evaluated, sample_data, monkeypatch
     assert "| raw |" in (out / "results.md").read_text()
 
     calls = []
-    import modeling.generation
+    import modeling.scoring.generation
 
-    original = modeling.generation.generate_answers
-    monkeypatch.setattr(modeling.generation, "generate_answers", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = modeling.scoring.generation.generate_answers
+    monkeypatch.setattr(
+        modeling.scoring.generation, "generate_answers", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
     again = evaluate(args)
     assert calls == []  # everything came from the prediction cache
     assert again["by_task"] == metrics["by_task"]

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modeling import export as export_module
 from modeling.detector import FakeScopeDetector
-from modeling.eval_data import split_images
-from modeling.export import ExportError, export
+from modeling.hub import export as export_module
+from modeling.hub.export import ExportError, export
 from modeling.safe_loading import UnsafeCheckpointError
+from modeling.scoring.split_images import split_images
 
 
 def front_matter(readme: Path) -> dict:

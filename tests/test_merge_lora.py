@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import run_logged as run
 
-from modeling.merge import read_source
+from modeling.training.merge import read_source
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
@@ -63,9 +63,11 @@ def merged(lora_run) -> Path:
 
 def processed_batch(processor, data: Path):
     """The first validation rows as the model sees them: chat template applied, images processed, padded."""
-    from modeling.sft_data import load_sft_datasets
+    from modeling.training.data import load_sft_datasets
+    from modeling.training.sft import ScriptArguments
 
-    _, rows = load_sft_datasets(str(data), test_split="validation", max_eval_samples=BATCH_ROWS, seed=0)
+    script_args = ScriptArguments(dataset_name=str(data), dataset_test_split="validation", max_eval_samples=BATCH_ROWS)
+    _, rows = load_sft_datasets(script_args, seed=0)
     texts = [processor.apply_chat_template(row["messages"]) for row in rows]
     images = [image for row in rows for image in row["images"]]
     return processor(text=texts, images=images, padding=True, return_tensors="pt")

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from modeling import metrics
-from modeling.plots import reliability_diagram, roc_plot
+from modeling.evaluation import metrics
+from modeling.evaluation.plots import reliability_diagram, roc_plot
 
 SEEDS = range(6)
 TOL = {"rtol": 1e-12, "atol": 1e-12}
@@ -198,7 +198,7 @@ def test_parameter_errors():
 
 def test_imports_stay_light():
     code = (
-        "import sys, modeling.metrics, modeling.plots; "
+        "import sys, modeling.evaluation.metrics, modeling.evaluation.plots; "
         "print(sorted(m for m in ('matplotlib', 'sklearn', 'torch') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,8 +1,10 @@
-"""modeling.preemption: SIGTERM/SIGINT are recorded, not fatal; every process stops at the same optimizer step; the
-run ends on a complete checkpoint that reloads to the model in memory, and resuming it ends where an uninterrupted run
-does. Real signals throughout (sent to this process); the scripts/sft.py subprocess runs are in test_resume_training.
+"""modeling.training.preemption: SIGTERM/SIGINT are recorded, not fatal; every process stops at the same optimizer
+step; the run ends on a complete checkpoint that reloads to the model in memory, and resuming it ends where an
+uninterrupted run does. Real signals throughout (sent to this process); the scripts/sft.py subprocess runs are in
+test_resume_training.
 
-The in-process runs go through ``modeling.sft.run_sft`` with the arguments scripts/sft.py parses, on the tiny LLaVA."""
+The in-process runs go through ``modeling.training.sft.run_sft`` with the arguments scripts/sft.py parses, on the tiny
+LLaVA."""
 
 from __future__ import annotations
 
@@ -19,14 +21,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
-import modeling.sft as sft
-from modeling.preemption import (
-    PreemptionCallback,
-    StopSignals,
-    TrainingPreempted,
-    any_process,
-    incomplete_reason,
-)
+import modeling.training.sft as sft
+from modeling.training.preemption import PreemptionCallback, TrainingPreempted
+from modeling.training.resume import incomplete_reason
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "sft.py"
@@ -46,7 +43,7 @@ def wait_for(condition, seconds: float = 5.0) -> None:
 
 def test_sigterm_is_recorded_once_and_the_handlers_come_back():
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    signals = StopSignals()
+    signals = PreemptionCallback()
     assert signals.install()
     try:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -63,7 +60,7 @@ def test_sigterm_is_recorded_once_and_the_handlers_come_back():
 
 
 def test_first_sigint_is_recorded_too():
-    signals = StopSignals()
+    signals = PreemptionCallback()
     signals.install()
     try:
         os.kill(os.getpid(), signal.SIGINT)
@@ -81,7 +78,7 @@ def test_callback_asks_for_a_checkpoint_and_a_stop_at_the_step_end():
     callback.on_step_end(args, state, control)
     assert not (control.should_save or control.should_training_stop) and callback.stopped_at is None
 
-    callback.signals.received = signal.SIGTERM
+    callback.received = signal.SIGTERM
     control.should_evaluate = True
     callback.on_step_end(args, state, control)
     assert control.should_save and control.should_training_stop and not control.should_evaluate
@@ -91,18 +88,26 @@ def test_callback_asks_for_a_checkpoint_and_a_stop_at_the_step_end():
     assert not (control.should_save or control.should_evaluate)
 
 
+def stops(callback: PreemptionCallback, received: int | None, rank: int = 0) -> bool:
+    """Whether ``callback`` ends training at a step end when this process has recorded ``received``."""
+    callback.received, control = received, TrainerControl()
+    callback.on_step_end(SimpleNamespace(device="cpu", process_index=rank), TrainerState(), control)
+    return control.should_training_stop
+
+
 def _agree(rank: int, port: int, rounds: list[list[bool]], out: str) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=len(rounds[0]))
     try:
-        Path(out, f"rank{rank}").write_text(json.dumps([any_process(flags[rank], "cpu") for flags in rounds]))
+        stopped = [stops(PreemptionCallback(), signal.SIGTERM if flags[rank] else None, rank) for flags in rounds]
+        Path(out, f"rank{rank}").write_text(json.dumps(stopped))
     finally:
         dist.destroy_process_group()
 
 
 def test_all_ranks_agree_when_one_rank_is_signalled(tmp_path):
-    """Two gloo processes, as at a step end: one process's flag stops both (the all-reduce of the callback)."""
+    """Two gloo processes at a step end: one process's signal stops both (the all-reduce of the callback)."""
     rounds = [[False, True], [False, False], [True, False]]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -110,7 +115,7 @@ def test_all_ranks_agree_when_one_rank_is_signalled(tmp_path):
     torch.multiprocessing.spawn(_agree, args=(port, rounds, str(tmp_path)), nprocs=2)
     expected = [any(flags) for flags in rounds]
     assert [json.loads((tmp_path / f"rank{rank}").read_text()) for rank in range(2)] == [expected, expected]
-    assert any_process(True, "cpu") and not any_process(False, "cpu")  # no process group: the flag itself
+    assert stops(PreemptionCallback(), signal.SIGTERM) and not stops(PreemptionCallback(), None)  # no process group
 
 
 # ---- a whole run, in process ------------------------------------------------------------------------------------
@@ -126,7 +131,7 @@ class SignalMidStep(TrainerCallback):
         if state.global_step + 1 == self.step and not self.sent:
             handler = signal.getsignal(self.signum)
             # without the run's handler the signal would end the test process: fail instead
-            assert isinstance(getattr(handler, "__self__", None), StopSignals), handler
+            assert isinstance(getattr(handler, "__self__", None), PreemptionCallback), handler
             os.kill(os.getpid(), self.signum)
             self.sent = True
 
@@ -149,7 +154,7 @@ def run_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def run_in_process(argv: list[str], monkeypatch, *callbacks):
-    """``modeling.sft.run_sft`` on what scripts/sft.py parses from ``argv``, with extra callbacks."""
+    """``modeling.training.sft.run_sft`` on what scripts/sft.py parses from ``argv``, with extra callbacks."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("sft_script", SCRIPT)
@@ -202,8 +207,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_weights(
     with pytest.raises(TrainingPreempted) as stopped:
         run_in_process(run_args(tiny_model, fakeinstruct_dir, out, *extra), monkeypatch, sender)
     kept = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
-    stopped.value.signals.restore()
-    assert kept is stopped.value.signals  # the handlers outlive the stop (for a clean exit) until restored
+    stopped.value.callback.restore()
+    assert kept is stopped.value.callback  # the handlers outlive the stop (for a clean exit) until restored
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
     assert sender.sent and stopped.value.step == STOP_STEP and stopped.value.signal_name == signal.Signals(signum).name
     checkpoint = out / f"checkpoint-{STOP_STEP}"

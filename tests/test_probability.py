@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling.probability import (
+from modeling.scoring.probability import (
     ClosedQuestion,
     ScoringError,
     TokenProbabilityEstimator,

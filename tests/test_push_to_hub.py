@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from modeling.detector import FakeScopeDetector
-from modeling.eval_data import split_images
-from modeling.export import ExportError, export
+from modeling.hub.export import ExportError, export
+from modeling.scoring.split_images import split_images
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from conftest import run_logged as run
 from tiny_chat import conversation
 from trl import ModelConfig, SFTConfig
 
-from modeling.sft import ScriptArguments
+from modeling.training.sft import ScriptArguments
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
@@ -35,14 +35,12 @@ SFT_RECIPES = sorted(RECIPES.glob("*/sft/*.yaml"))
 ACCELERATE_CONFIGS = sorted((RECIPES / "accelerate_configs").glob("*.yaml"))
 LANGUAGE_MODEL_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 IDEFICS3_TEXT_MODEL_LORA = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-# Base-model name fragment -> the tiny architecture (modeling.sft.TINY_BUILDERS) that stands in for it; else LLaVA.
+# Base-model name fragment -> the tiny architecture (scripts/build_tiny_model.py --arch) that stands in for it; else LLaVA.
 TINY_ARCHS = {"idefics3": "idefics3"}
 STEPS = 2
 # Recipe keys that the test replaces (see overrides) and so does not expect in sft_config.json as written.
 REPLACED = {
     "model_name_or_path",
-    "tiny_model_dir",
-    "tiny_model_arch",
     "dataset_name",
     "output_dir",
     "max_steps",
@@ -73,15 +71,14 @@ def tiny_arch(recipe: dict) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_idefics3_model(tmp_path_factory) -> Path:
-    from modeling.tiny_idefics3 import build_tiny_idefics3
+    from modeling.tiny.idefics3 import build_tiny_idefics3
 
     return build_tiny_idefics3(tmp_path_factory.mktemp("tiny") / "idefics3")
 
 
 def overrides(recipe: dict, tiny_model: Path, data: Path, out: Path) -> list[str]:
     """Command-line options that make ``recipe`` run on CPU, on the tiny model and data, into ``out``."""
-    args = ["--model_name_or_path", "tiny", "--tiny_model_dir", str(tiny_model)]
-    args += ["--tiny_model_arch", tiny_arch(recipe)]
+    args = ["--model_name_or_path", str(tiny_model)]
     args += ["--dataset_name", str(data), "--output_dir", str(out), "--max_steps", str(STEPS)]
     args += ["--use_cpu", "true", "--bf16", "false"]  # bf16 autocast needs a GPU (SFTConfig refuses it on CPU)
     if recipe.get("fp16"):
@@ -132,6 +129,7 @@ def test_recipe_parses_with_the_script_parser(recipe):
         load_script().make_parser().parse_args_and_config(["--config", str(recipe), "--use_cpu", "true"])
     )
     assert script_args.dataset_name and model_args.model_name_or_path
+    assert script_args.dataset_test_split == "validation"  # not TRL's default "test": kept for the calibrated detector
     assert training_args.assistant_only_loss
     assert training_args.max_length is None  # no truncation into the image tokens
     assert model_args.attn_implementation == "sdpa"
@@ -322,8 +320,7 @@ def test_recipe_runs_with_its_own_options(path, fakeinstruct_dir, tmp_path, requ
             continue
         expected = NORMALISED.get(key, {}).get(value, value) if isinstance(value, str) else value
         assert resolved[key] == expected, (key, value, resolved[key])
-    assert resolved["model_name_or_path"] == "tiny" and resolved["tiny_model_dir"] == str(tiny_model)
-    assert resolved["tiny_model_arch"] == arch
+    assert resolved["model_name_or_path"] == str(tiny_model)
     assert json.loads((tiny_model / "config.json").read_text())["model_type"] == arch
     assert resolved["use_cpu"] is True and resolved["bf16"] is False
 

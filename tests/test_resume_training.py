@@ -5,6 +5,7 @@ launcher are marked slow; the signalled run itself is shared by the module."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -21,8 +22,13 @@ import torch
 from conftest import run_logged as run
 from safetensors.torch import load_file
 
-from modeling.preemption import COMPLETE_MARKER, CompleteCheckpointsMixin, incomplete_reason, mark_complete
-from modeling.sft import resolve_checkpoint
+from modeling.training.resume import (
+    COMPLETE_MARKER,
+    CompleteCheckpointsMixin,
+    incomplete_reason,
+    mark_complete,
+    resolve_checkpoint,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "sft.py"
@@ -74,7 +80,7 @@ def test_incomplete_newer_checkpoints_are_skipped_with_a_warning(tmp_path, caplo
     garbled = fake_checkpoint(tmp_path, 20)
     (garbled / COMPLETE_MARKER).write_text('{"files": ')
     (tmp_path / "checkpoint-24").write_text("not a folder")
-    with caplog.at_level(logging.WARNING, logger="modeling.preemption"):
+    with caplog.at_level(logging.WARNING, logger="modeling.training.resume"):
         assert resolve_checkpoint("last", str(tmp_path)) == str(tmp_path / "checkpoint-4")
     skipped = {Path(r.args[0]).name: r.args[1] for r in caplog.records if r.getMessage().startswith("skipping")}
     assert skipped == {
@@ -86,9 +92,31 @@ def test_incomplete_newer_checkpoints_are_skipped_with_a_warning(tmp_path, caplo
     assert skipped["checkpoint-20"].startswith(f"unreadable {COMPLETE_MARKER}")
 
 
+def flip_a_byte(path: Path, offset: int = 20) -> None:
+    """Change one byte of ``path`` in place: same size, same name, other content."""
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        byte = file.read(1)
+        file.seek(offset)
+        file.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_weights_changed_after_the_marker_fall_back_to_the_previous_checkpoint(tmp_path, caplog):
+    """The marker holds the SHA-256 of each weight file: a flipped byte in the newest checkpoint's weights (sizes all
+    still right) sends resume to the checkpoint before it, with a warning; named explicitly, it is refused."""
+    fake_checkpoint(tmp_path, 4)
+    newest = fake_checkpoint(tmp_path, 8)
+    flip_a_byte(newest / "model.safetensors")
+    with caplog.at_level(logging.WARNING, logger="modeling.training.resume"):
+        assert resolve_checkpoint("auto", str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    assert f"skipping incomplete checkpoint {newest} (model.safetensors does not match the SHA-256" in caplog.text
+    with pytest.raises(ValueError, match="SHA-256"):
+        resolve_checkpoint(str(newest), str(tmp_path))
+
+
 def test_a_named_checkpoint_is_refused_only_when_its_marker_contradicts_it(tmp_path, caplog):
     legacy = fake_checkpoint(tmp_path, 2, complete=False)  # written before markers existed
-    with caplog.at_level(logging.WARNING, logger="modeling.sft"):
+    with caplog.at_level(logging.WARNING, logger="modeling.training.resume"):
         assert resolve_checkpoint(str(legacy), str(tmp_path)) == str(legacy)
     assert "may be incomplete" in caplog.text
     broken = fake_checkpoint(tmp_path, 4)
@@ -131,7 +159,8 @@ def test_checkpoints_are_marked_last_and_rotated_after(tmp_path):
     assert saver.args.save_total_limit == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4"]  # rotated once 4 was complete
     marker = json.loads((tmp_path / "checkpoint-4" / COMPLETE_MARKER).read_text())
-    assert marker == {"global_step": 4, "files": {"model.safetensors": 4}}
+    digest = hashlib.sha256(b"w" * 4).hexdigest()
+    assert marker == {"global_step": 4, "files": {"model.safetensors": 4}, "sha256": {"model.safetensors": digest}}
 
 
 # ---- scripts/sft.py, a real SIGTERM ------------------------------------------------------------------------------
@@ -247,7 +276,8 @@ def test_sigterm_stops_with_a_complete_checkpoint_and_status_75(signalled, tiny_
 
 @pytest.mark.slow
 def test_same_command_resumes_to_the_uninterrupted_weights(signalled, tiny_model, fakeinstruct_dir, tmp_path):
-    """Past a newer checkpoint that a kill cut short (its weights truncated): skipped with a warning."""
+    """Past newer checkpoints that a kill cut short (weights truncated) or whose weights changed after their marker (a
+    flipped byte): skipped with a warning."""
     reference = tmp_path / "reference"
     run([sys.executable, str(SCRIPT), *sft_args(tiny_model, fakeinstruct_dir, reference)], tmp_path / "ref.log")
     out = tmp_path / "run"
@@ -256,8 +286,11 @@ def test_same_command_resumes_to_the_uninterrupted_weights(signalled, tiny_model
     torn = shutil.copytree(out / f"checkpoint-{step}", out / f"checkpoint-{step + 1}")
     with open(torn / "model.safetensors", "r+b") as file:
         file.truncate(1000)
+    changed = shutil.copytree(out / f"checkpoint-{step}", out / f"checkpoint-{step + 2}")
+    flip_a_byte(changed / "model.safetensors", offset=(changed / "model.safetensors").stat().st_size - 10)
     output = run([sys.executable, str(SCRIPT), *sft_args(tiny_model, fakeinstruct_dir, out)], tmp_path / "resume.log")
     assert f"skipping incomplete checkpoint {torn}" in output
+    assert f"skipping incomplete checkpoint {changed} (model.safetensors does not match the SHA-256" in output
     assert f"resuming from {out / f'checkpoint-{step}'}" in output and "loading the weights of" in output
     assert_same_tensors(out / "model.safetensors", reference / "model.safetensors")
     assert incomplete_reason(out / f"checkpoint-{STEPS}") is None

@@ -19,14 +19,9 @@ from conftest import assert_assistant_only_labels
 from conftest import run_logged as run
 from trl import ModelConfig, SFTConfig
 
-from modeling.sft import (
-    ScriptArguments,
-    build_trainer,
-    peft_config,
-    resolve_model_path,
-)
-from modeling.sft_data import load_sft_datasets
-from modeling.tiny import ANSWER_WORDS, IMAGE_SIZE, PATCH_SIZE, chat_template
+from modeling.tiny.llava import ANSWER_WORDS, IMAGE_SIZE, PATCH_SIZE, chat_template
+from modeling.training.data import load_sft_datasets
+from modeling.training.sft import ScriptArguments, build_trainer, load_model, peft_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "sft.py"
@@ -74,7 +69,7 @@ import runpy, sys
 import torch
 from safetensors.torch import save_file
 from transformers import TrainerCallback
-import modeling.sft as sft
+import modeling.training.sft as sft
 
 path, sys.argv = sys.argv[1], [sys.argv[2], *sys.argv[3:]]
 build = sft.build_trainer
@@ -139,10 +134,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import SFTConfig, SFTTrainer
-from modeling.sft_data import load_sft_datasets
+from modeling.training.data import load_sft_datasets
+from modeling.training.sft import ScriptArguments
 
 checkpoint, base, data, out, rows, batch, probe = sys.argv[1:8]
-_, rows = load_sft_datasets(data, test_split="validation", max_eval_samples=int(rows), seed=42)
+script_args = ScriptArguments(dataset_name=data, dataset_test_split="validation", max_eval_samples=int(rows))
+_, rows = load_sft_datasets(script_args, seed=42)
 args = SFTConfig(output_dir=out, use_cpu=True, bf16=False, max_length=None, assistant_only_loss=True,
                  per_device_eval_batch_size=int(batch), report_to="none")
 inputs = {k: v for k, v in load_file(probe).items() if k != "logits"}
@@ -197,30 +194,53 @@ def trained(tiny_model, fakeinstruct_dir, tmp_path_factory):
 
 def test_help_lists_the_script_arguments():
     text = load_script().make_parser().format_help()
-    for option in ("--dataset_name", "--tiny_model_dir", "--dataset_tasks", "--use_peft", "--resume_from_checkpoint"):
+    for option in (
+        "--dataset_name",
+        "--freeze_vision_tower",
+        "--dataset_tasks",
+        "--use_peft",
+        "--resume_from_checkpoint",
+    ):
         assert option in text
 
 
-def test_tiny_model_is_built_once_when_asked(tmp_path):
-    args = SFTConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, activation_checkpointing=False)
-    path = Path(resolve_model_path("tiny", str(tmp_path / "tiny"), args))
-    assert (path / "model.safetensors").is_file() and (path / "chat_template.jinja").is_file()
-    stamp = (path / "model.safetensors").stat().st_mtime_ns
-    assert resolve_model_path("tiny", str(path), args) == str(path)
-    assert (path / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
-    assert resolve_model_path("org/model", str(path), args) == "org/model"
+def test_script_arguments_are_trls_with_fakeinstructs_options():
+    import trl
+
+    args = ScriptArguments(dataset_name="data", dataset_tasks=["detection"])
+    assert isinstance(args, trl.ScriptArguments) and args.dataset_train_split == "train"
+    with pytest.raises(ValueError, match="dataset_name is required"):
+        ScriptArguments()
+    with pytest.raises(ValueError, match="dataset_streaming is not supported"):
+        ScriptArguments(dataset_name="data", dataset_streaming=True)
+
+
+@pytest.mark.parametrize(
+    ("trust_remote_code", "init_kwargs"),
+    [(True, None), (False, {"trust_remote_code": True}), (False, {"use_safetensors": False})],
+)
+def test_remote_code_and_pickle_weights_are_refused(tiny_model, trust_remote_code, init_kwargs):
+    from types import SimpleNamespace
+
+    model_args = ModelConfig(model_name_or_path=str(tiny_model))
+    training_args = SimpleNamespace(trust_remote_code=trust_remote_code, model_init_kwargs=init_kwargs)
+    with pytest.raises(ValueError, match="not supported"):
+        load_model(str(tiny_model), model_args, training_args)
 
 
 def test_dataset_loading_keeps_trl_columns_and_checks_names(fakeinstruct_dir):
-    train, test = load_sft_datasets(str(fakeinstruct_dir), test_split="validation", max_eval_samples=4)
+    def load(evaluate=True, **options):
+        return load_sft_datasets(ScriptArguments(dataset_name=str(fakeinstruct_dir), **options), evaluate=evaluate)
+
+    train, test = load(dataset_test_split="validation", max_eval_samples=4)
     assert train.column_names == ["messages", "images"] and len(test) == 4
     assert type(train[0]["images"][0]).__module__.startswith("PIL")  # relative paths resolved, decoded
-    detection, _ = load_sft_datasets(str(fakeinstruct_dir), tasks=["detection"], max_train_samples=10)
-    assert len(detection) == 10
+    detection, none = load(evaluate=False, dataset_tasks=["detection"], max_train_samples=10)
+    assert len(detection) == 10 and none is None
     with pytest.raises(ValueError, match="no split 'dev'"):
-        load_sft_datasets(str(fakeinstruct_dir), test_split="dev")
+        load(dataset_test_split="dev")
     with pytest.raises(ValueError, match="explanation"):
-        load_sft_datasets(str(fakeinstruct_dir), tasks=["explanation"])
+        load(evaluate=False, dataset_tasks=["explanation"])
 
 
 def test_lora_needs_named_target_modules():
@@ -290,7 +310,7 @@ def test_saved_checkpoint_reloads_to_the_trained_model(trained, tiny_model, fake
 
 def test_resume_from_checkpoint_continues_the_same_run(trained, tiny_model, fakeinstruct_dir, tmp_path):
     """Resuming at step 4 gives the losses of steps 5-8 of the uninterrupted run: the weights, optimizer, schedule
-    and data order all come back (transformers alone would restart from the initial weights, see modeling.sft)."""
+    and data order all come back (transformers alone would restart from the initial weights, see modeling.training.resume)."""
     out, _ = trained
     resumed = tmp_path / "resumed"
     extra = ("--resume_from_checkpoint", str(out / f"checkpoint-{SAVE_STEPS}"), "--do_eval", "false")

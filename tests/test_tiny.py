@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from tiny_chat import ONE_TURN, TWO_TURNS, assert_trains_two_finite_steps, assistant_only_trainer, conversation, image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from modeling.tiny import (
+from modeling.tiny.llava import (
     ANSWER_WORDS,
     ASSISTANT_PREFIX,
     IMAGE_SIZE,

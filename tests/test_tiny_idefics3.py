@@ -10,9 +10,8 @@ from safetensors.torch import load_file
 from tiny_chat import ONE_TURN, TWO_TURNS, assert_trains_two_finite_steps, assistant_only_trainer, conversation, image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from modeling.probability import ClosedQuestion, TokenProbabilityEstimator, prompt_text
-from modeling.tiny import ANSWER_WORDS
-from modeling.tiny_idefics3 import (
+from modeling.scoring.probability import ClosedQuestion, TokenProbabilityEstimator, prompt_text
+from modeling.tiny.idefics3 import (
     CHAT_TEMPLATE_PATH,
     EOS,
     FAKE_IMAGE,
@@ -23,6 +22,7 @@ from modeling.tiny_idefics3 import (
     IMAGE_SIZE,
     build_tiny_idefics3,
 )
+from modeling.tiny.llava import ANSWER_WORDS
 
 # per image: <fake_token_around_image><global-img><image>*16<fake_token_around_image>
 IMAGE_FRAME = 3
@@ -195,17 +195,24 @@ def test_token_probability_estimator_scores_batched_as_unbatched(processor, mode
     assert len(set(np.round(scores.logit, 6))) > 1  # the image reaches the answer's logits
 
 
-def test_sft_resolves_tiny_idefics3(tiny_dir, tmp_path):
-    from trl import SFTConfig
+def test_build_script_writes_the_tiny_idefics3(tiny_dir, tmp_path):
+    """scripts/build_tiny_model.py --arch idefics3: the folder a recipe names as its model_name_or_path."""
+    import importlib.util
+    import json
+    from pathlib import Path
 
-    from modeling.sft import resolve_model_path
-
-    args = SFTConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[])
-    assert resolve_model_path("tiny", str(tiny_dir), args, "idefics3") == str(tiny_dir)  # reused as it is
-    with pytest.raises(ValueError, match="holds a tiny 'idefics3' model, not 'llava'"):
-        resolve_model_path("tiny", str(tiny_dir), args)
-    with pytest.raises(ValueError, match="unknown tiny_model_arch"):
-        resolve_model_path("tiny", str(tiny_dir), args, "qwen")
+    path = Path(__file__).resolve().parents[1] / "scripts" / "build_tiny_model.py"
+    spec = importlib.util.spec_from_file_location("build_tiny_model", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--output-dir", str(tmp_path / "built"), "--arch", "idefics3"])
+    assert json.loads((tmp_path / "built" / "config.json").read_text())["model_type"] == "idefics3"
+    built, first = load_file(tmp_path / "built" / "model.safetensors"), load_file(tiny_dir / "model.safetensors")
+    assert built.keys() == first.keys() and all(
+        torch.equal(built[k], first[k]) for k in first
+    )  # the builder's defaults
+    with pytest.raises(SystemExit):
+        script.main(["--output-dir", str(tmp_path / "other"), "--arch", "idefics3", "--vision", "clip"])
 
 
 def test_same_seed_same_weights(tiny_dir, tmp_path):
@@ -219,7 +226,7 @@ def test_same_seed_same_weights(tiny_dir, tmp_path):
 def test_freeze_vision_tower_finds_the_idefics3_vision_model(model):
     import copy
 
-    from modeling.sft import freeze_vision_tower
+    from modeling.training.sft import freeze_vision_tower
 
     model = copy.deepcopy(model)  # the fixture is shared
     frozen = freeze_vision_tower(model)

@@ -56,8 +56,8 @@ def test_undecided_records_keep_or_drop_their_reasoned_pairs(tmp_path):
     records = make_records(12)  # every sixth is a fake with no trace, every sixth a real with a strong one
     undecided = {r["id"] for r in records if r["provenance"].get("evidence_decides_label") is False}
     assert len(undecided) == 4
-    kept, kept_rows = run(tmp_path / "a", records)
-    dropped, dropped_rows = run(tmp_path / "b", records, undecided="exclude")
+    _, kept_rows = run(tmp_path / "a", records)
+    _, dropped_rows = run(tmp_path / "b", records, undecided="exclude")
     reasoned = ("explanation", "enhancement", "multi_turn")
     assert {r["task"] for r in kept_rows if r["chain_id"] in undecided} >= {"detection", *reasoned}
     assert {r["task"] for r in dropped_rows if r["chain_id"] in undecided} <= {"detection", "attribute"}

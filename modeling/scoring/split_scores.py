@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling.cache import ResultCache
-from modeling.eval_data import LabeledImage
+from modeling.scoring.cache import ResultCache
+from modeling.scoring.split_images import LabeledImage
 
 logger = logging.getLogger(__name__)
 
@@ -25,16 +25,6 @@ class SplitScores:
     label: np.ndarray
     logit: np.ndarray
     p_raw: np.ndarray
-
-    def select(self, mask: np.ndarray) -> SplitScores:
-        idx = np.flatnonzero(mask)
-        return SplitScores(
-            [self.chain_id[i] for i in idx],
-            [self.generator[i] for i in idx],
-            self.label[idx],
-            self.logit[idx],
-            self.p_raw[idx],
-        )
 
 
 def weights_fingerprint(folder: str | Path | None) -> str | None:

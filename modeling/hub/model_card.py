@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "MODEL_CARD.md"
-TINY_BASE = "tiny"
+TEMPLATE = Path(__file__).resolve().parents[2] / "MODEL_CARD.md"
 # (metric key in metrics.json, model-index metric type, display name)
 DETECTOR_METRICS = (
     ("auc", "roc_auc", "ROC AUC"),
@@ -66,8 +65,7 @@ def training_procedure(config: dict | None) -> str | None:
         else "full fine-tuning"
     )
     lines = [
-        f"- Base model: `{model['model_name_or_path']}`"
-        + (" (the offline tiny LLaVA built from configs)" if model["model_name_or_path"] == TINY_BASE else ""),
+        f"- Base model: `{model['model_name_or_path']}`",
         f"- Method: {method}, TRL SFTTrainer, loss on assistant tokens only",
         f"- Data: `{script['dataset_name']}` split `{script['dataset_train_split']}`"
         + (f", tasks {script['dataset_tasks']}" if script.get("dataset_tasks") else ""),
@@ -141,7 +139,7 @@ def render_card(
         license=license,
         library_name="transformers",
         pipeline_tag="image-text-to-text",
-        base_model=base if base and base != TINY_BASE and not Path(base).exists() else None,
+        base_model=base if base and not Path(base).exists() else None,  # a local folder is no Hub model
         datasets=[dataset_id] if dataset_id else None,
         tags=["fakescope-kit", "ai-generated-image-detection", "image-forensics", "calibrated"],
         model_name=name,

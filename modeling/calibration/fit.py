@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from modeling.calibration import METHODS, CalibrationHead
+from modeling.calibration.head import METHODS, CalibrationHead
 
 logger = logging.getLogger(__name__)
 REPORT_NAME = "calibration_report.json"
@@ -62,10 +62,10 @@ def _cache(args, split: str) -> Path | None:
 def calibrate(args: CalibrateArguments) -> dict:
     """Score both splits, fit and save the head, write the report and diagram; return the report."""
     from modeling.detector import FakeScopeDetector
-    from modeling.eval_data import split_images
-    from modeling.metrics import binary_metrics
-    from modeling.plots import reliability_diagram
-    from modeling.scoring import score_split
+    from modeling.evaluation.metrics import binary_metrics
+    from modeling.evaluation.plots import reliability_diagram
+    from modeling.scoring.split_images import split_images
+    from modeling.scoring.split_scores import score_split
 
     if args.calibration_split == args.test_split:
         raise ValueError("calibration_split and test_split must differ: fitting on the test split flatters the head")

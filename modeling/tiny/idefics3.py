@@ -3,7 +3,7 @@
 The Idefics3 recipe (``recipes/idefics3-8b``) is checked on CPU the way the LLaVA ones are: on a real
 ``Idefics3ForConditionalGeneration`` (SigLIP-style vision tower, pixel-shuffle connector, Llama text model, a few
 hundred thousand parameters) that loads with the Auto classes and trains under ``SFTTrainer``. Everything is built
-here, from :mod:`modeling.tiny`'s pieces: a byte-level BPE trained on FakeInstruct text with Idefics3's special
+here, from :mod:`modeling.tiny.llava`'s pieces: a byte-level BPE trained on FakeInstruct text with Idefics3's special
 tokens, the recipe's chat template (so the tiny model renders exactly what the 8B recipe trains on), the PIL image
 processor (``Idefics3ImageProcessorPil``: the default ``Idefics3ImageProcessor`` is the torchvision backend) and
 randomly initialised weights, seeded.
@@ -32,12 +32,12 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from modeling.tiny import ANSWER_WORDS, builtin_corpus, tiny_text_config, tiny_vision_kwargs, train_bpe
+from modeling.tiny.llava import ANSWER_WORDS, builtin_corpus, tiny_text_config, tiny_vision_kwargs, train_bpe
 
 logger = logging.getLogger(__name__)
 
 # The template lives with the recipe it trains; the tiny model is built from a checkout, where both are.
-CHAT_TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "recipes" / "idefics3-8b" / "chat_template.jinja"
+CHAT_TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "recipes" / "idefics3-8b" / "chat_template.jinja"
 BOS, EOS, PAD = "<|begin_of_text|>", "<end_of_utterance>", "<pad>"
 IMAGE, FAKE_IMAGE, GLOBAL_IMAGE = "<image>", "<fake_token_around_image>", "<global-img>"
 # Tiles of a split image are marked <row_i_col_j> (6 x 6 at most): the 8B processor splits by default, and so can
@@ -56,7 +56,7 @@ def chat_template() -> str:
 
 
 def build_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 1024) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on ``corpus`` (default: :func:`modeling.tiny.builtin_corpus`) with Idefics3's
+    """A byte-level BPE trained on ``corpus`` (default: :func:`modeling.tiny.llava.builtin_corpus`) with Idefics3's
     special tokens; BOS ``<|begin_of_text|>``, EOS ``<end_of_utterance>`` (the token that ends an answer).
 
     The chat template writes both; nothing is added on encode. The processor registers its image tokens as the

@@ -13,7 +13,7 @@ def generate_answers(
 ) -> list[str]:
     """One greedy answer per (image, prompt), until EOS or ``max_new_tokens``; ``estimator.batch_size`` per call.
 
-    ``estimator`` is a :class:`~modeling.probability.TokenProbabilityEstimator`: its model, processor, batch size
+    ``estimator`` is a :class:`~modeling.scoring.probability.TokenProbabilityEstimator`: its model, processor, batch size
     and input encoding (as in training) are shared with scoring.
     """
     from tqdm.auto import tqdm

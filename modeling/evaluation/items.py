@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from modeling.eval_data import LabeledImage, labeled_image, read_rows, split_shards
-from modeling.probability import ClosedQuestion
+from modeling.scoring.probability import ClosedQuestion
+from modeling.scoring.split_images import LabeledImage, labeled_image, read_rows, split_shards
 
 COLUMNS = (
     "id",

@@ -20,13 +20,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from modeling.safe_loading import PICKLE_SUFFIXES
+
 logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 SFT_CONFIG = "sft_config.json"
 MERGE_CONFIG = "merge_config.json"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,6 @@ def read_source(
     )
 
 
-def torch_dtype(name: str | None):
-    import torch
-
-    return name if name in (None, "auto") else getattr(torch, name)
-
-
 def load_peft_model(source: MergeSource):
     """The base model (no remote code, unquantized) with the adapter and the trained ``modules_to_save`` applied."""
     from peft import PeftModel
@@ -82,7 +77,7 @@ def load_peft_model(source: MergeSource):
     base = AutoModelForImageTextToText.from_pretrained(
         source.base_model,
         revision=source.revision,
-        dtype=torch_dtype(source.dtype),
+        dtype=source.dtype,  # a name, or None: transformers' default
         trust_remote_code=False,
         use_safetensors=True,
     )

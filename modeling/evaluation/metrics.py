@@ -1,7 +1,8 @@
-"""Detector evaluation metrics on ``p_fake`` scores (label 1 = fake, 0 = real), numpy only.
+"""Detector evaluation metrics on ``p_fake`` scores (label 1 = fake, 0 = real).
 
-Ranking metrics (ROC, AUC, AP), Brier, NLL, accuracy and F1 follow scikit-learn's definitions exactly, so numbers
-are comparable with published ones without pulling scikit-learn into the runtime.
+ROC, AUC, AP, Brier, NLL, accuracy and F1 are scikit-learn's, behind one input check with clear messages (and a
+``ValueError`` where a ranking metric is undefined for one class, not a warning and NaN). Top-label ECE and its
+reliability bins, equal-width or adaptive, which scikit-learn lacks, are computed here.
 """
 
 from __future__ import annotations
@@ -129,10 +130,17 @@ def expected_calibration_error(y_true: Any, p_fake: Any, n_bins: int = 15, adapt
     return float(np.sum(bins.count * np.abs(bins.accuracy - bins.confidence)) / bins.count.sum())
 
 
+def _sklearn_metrics():
+    # scikit-learn is imported on first use: importing this module (plots, the calibration head) stays cheap
+    from sklearn import metrics
+
+    return metrics
+
+
 def brier_score(y_true: Any, p_fake: Any) -> float:
     """Mean squared error between ``p_fake`` and the label."""
     y, p = validate_inputs(y_true, p_fake)
-    return float(np.mean((p - y) ** 2))
+    return float(_sklearn_metrics().brier_score_loss(y, p, labels=[0, 1]))
 
 
 def negative_log_likelihood(y_true: Any, p_fake: Any, eps: float = 1e-12) -> float:
@@ -141,62 +149,45 @@ def negative_log_likelihood(y_true: Any, p_fake: Any, eps: float = 1e-12) -> flo
         raise ValueError(f"eps must lie in [0, 0.5); got {eps!r}")
     y, p = validate_inputs(y_true, p_fake)
     # Clip the probability given to the true label, not p: 1 - (1 - eps) != eps in floating point, and the cap on a
-    # confidently wrong answer should be exactly -log(eps) for either class.
+    # confidently wrong answer should be exactly -log(eps) for either class. scikit-learn's own clip is at the
+    # float64 resolution and not configurable, so it gets both columns with the true one already clipped.
     p_true = np.clip(np.where(y == 1, p, 1.0 - p), eps, 1.0 - eps)
-    return float(-np.mean(np.log(p_true)))
-
-
-def _binary_clf_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False and true positive counts at each distinct score, highest score first."""
-    order = np.argsort(p, kind="mergesort")[::-1]
-    p_sorted, y_sorted = p[order], y[order]
-    # Only the last position of a run of tied scores is a threshold: tied samples flip together.
-    last = np.r_[np.flatnonzero(np.diff(p_sorted)), y.size - 1]
-    tps = np.cumsum(y_sorted)[last]
-    fps = last + 1 - tps
-    return fps, tps, p_sorted[last]
+    proba = np.where(y[:, None] == 1, np.c_[1.0 - p_true, p_true], np.c_[p_true, 1.0 - p_true])
+    return float(_sklearn_metrics().log_loss(y, proba, labels=[0, 1]))
 
 
 def roc_curve(y_true: Any, p_fake: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(fpr, tpr, thresholds)`` as scikit-learn's ``roc_curve(drop_intermediate=False)``; first threshold is inf."""
+    """``(fpr, tpr, thresholds)`` of scikit-learn's ``roc_curve(drop_intermediate=False)``; first threshold is inf."""
     y, p = validate_inputs(y_true, p_fake)
     _require_both_classes(y, "ROC curve")
-    fps, tps, thresholds = _binary_clf_curve(y, p)
-    fps, tps = np.r_[0, fps], np.r_[0, tps]
-    return fps / fps[-1], tps / tps[-1], np.r_[np.inf, thresholds]
+    return _sklearn_metrics().roc_curve(y, p, drop_intermediate=False)
 
 
 def roc_auc(y_true: Any, p_fake: Any) -> float:
-    """Area under the ROC curve by the trapezoidal rule; a tie between a fake and a real counts one half."""
-    fpr, tpr, _ = roc_curve(y_true, p_fake)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
+    """Area under the ROC curve; a tie between a fake and a real counts one half."""
+    y, p = validate_inputs(y_true, p_fake)
+    _require_both_classes(y, "ROC AUC")
+    return float(_sklearn_metrics().roc_auc_score(y, p))
 
 
 def average_precision(y_true: Any, p_fake: Any) -> float:
-    """Step-wise AP as scikit-learn: ``sum_k (R_k - R_{k-1}) * P_k`` over distinct thresholds (no interpolation)."""
+    """Step-wise AP (no interpolation): ``sum_k (R_k - R_{k-1}) * P_k`` over distinct thresholds."""
     y, p = validate_inputs(y_true, p_fake)
     _require_both_classes(y, "average precision")
-    fps, tps, _ = _binary_clf_curve(y, p)
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(_sklearn_metrics().average_precision_score(y, p))
 
 
 def accuracy(y_true: Any, p_fake: Any, threshold: float = 0.5) -> float:
     """Fraction correct when ``p_fake >= threshold`` is called fake."""
     y, p = validate_inputs(y_true, p_fake)
-    return float(np.mean((p >= _check_threshold(threshold)).astype(np.int64) == y))
+    return float(_sklearn_metrics().accuracy_score(y, (p >= _check_threshold(threshold)).astype(np.int64)))
 
 
 def f1(y_true: Any, p_fake: Any, threshold: float = 0.5) -> float:
     """F1 of the fake class at ``p_fake >= threshold``; 0.0 when nothing is fake in truth or prediction."""
     y, p = validate_inputs(y_true, p_fake)
-    pred = p >= _check_threshold(threshold)
-    tp = int(np.sum(pred & (y == 1)))
-    fp = int(np.sum(pred & (y == 0)))
-    fn = int(np.sum(~pred & (y == 1)))
-    denominator = 2 * tp + fp + fn
-    return 2.0 * tp / denominator if denominator else 0.0
+    pred = (p >= _check_threshold(threshold)).astype(np.int64)
+    return float(_sklearn_metrics().f1_score(y, pred, zero_division=0))
 
 
 def binary_metrics(y_true: Any, p_fake: Any, threshold: float = 0.5, n_bins: int = 15) -> dict[str, Any]:

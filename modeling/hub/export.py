@@ -36,7 +36,7 @@ def stage(
     card_kwargs: dict | None = None,
 ) -> Path:
     """Fill ``staging`` with everything a user needs to load and trust the detector."""
-    from modeling.model_card import render_card
+    from modeling.hub.model_card import render_card
 
     model_dir = Path(model_dir)
     require_safetensors(model_dir)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling.eval_items import EvalItem
-from modeling.scoring import weights_fingerprint
+from modeling.evaluation.items import EvalItem
+from modeling.scoring.split_scores import weights_fingerprint
 
 logger = logging.getLogger(__name__)
 METRICS_NAME, TABLE_NAME, PREDICTIONS_NAME = "metrics.json", "results.md", "predictions.jsonl"
@@ -65,9 +65,9 @@ def predict(detector, items: list[EvalItem], args: EvaluateArguments, cache_path
     """Generated answer for every item and p(positive word) for the closed ones, resuming from ``cache_path``."""
     from tqdm.auto import tqdm
 
-    from modeling.cache import ResultCache
-    from modeling.generation import generate_answers
-    from modeling.probability import conversation_prompt
+    from modeling.scoring.cache import ResultCache
+    from modeling.scoring.generation import generate_answers
+    from modeling.scoring.probability import conversation_prompt
 
     header = {
         "weights": weights_fingerprint(detector.source) or str(args.model),
@@ -104,8 +104,8 @@ def predict(detector, items: list[EvalItem], args: EvaluateArguments, cache_path
 
 def closed_metrics(items: list[EvalItem], predictions: dict[str, dict]) -> dict:
     """Keyword-parsed accuracy/F1 (unparsed = wrong) and token-probability metrics of closed turns."""
-    from modeling.metrics import binary_metrics, f1
-    from modeling.text_metrics import parse_closed
+    from modeling.evaluation.metrics import binary_metrics, f1
+    from modeling.evaluation.text_metrics import parse_closed
 
     truth, parsed_right, unparsed, p_pos = [], [], 0, []
     for item in items:
@@ -132,7 +132,7 @@ def closed_metrics(items: list[EvalItem], predictions: dict[str, dict]) -> dict:
 
 def open_scores(items: list[EvalItem], predictions: dict[str, dict], similarity) -> dict[str, dict]:
     """ROUGE-L (and CSS) per open-ended turn, computed once and then averaged per group."""
-    from modeling.text_metrics import rouge_l
+    from modeling.evaluation.text_metrics import rouge_l
 
     opened = [item for item in items if not item.closed]
     preds = [predictions[item.key]["prediction"] for item in opened]
@@ -170,10 +170,10 @@ def breakdown(items: list[EvalItem], predictions: dict[str, dict], scores: dict[
 
 def detector_metrics(detector, args: EvaluateArguments, out: Path) -> dict:
     """Image-level metrics of the detector's raw and calibrated p_fake; ROC and reliability PNGs."""
-    from modeling.eval_data import split_images
-    from modeling.metrics import binary_metrics
-    from modeling.plots import reliability_diagram, roc_plot
-    from modeling.scoring import score_split
+    from modeling.evaluation.metrics import binary_metrics
+    from modeling.evaluation.plots import reliability_diagram, roc_plot
+    from modeling.scoring.split_images import split_images
+    from modeling.scoring.split_scores import score_split
 
     scores = score_split(detector, split_images(args.data, args.split), out / f"scores-{args.split}.jsonl")
     curves = {"raw": scores.p_raw}
@@ -189,9 +189,9 @@ def detector_metrics(detector, args: EvaluateArguments, out: Path) -> dict:
 def evaluate(args: EvaluateArguments) -> dict:
     from fakeinstruct.files import write_text
     from modeling.detector import FakeScopeDetector
-    from modeling.eval_items import eval_items
-    from modeling.evaluate_report import markdown_table
-    from modeling.text_metrics import SentenceSimilarity
+    from modeling.evaluation.items import eval_items
+    from modeling.evaluation.report import markdown_table
+    from modeling.evaluation.text_metrics import SentenceSimilarity
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

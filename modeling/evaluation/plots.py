@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 
 from fakeinstruct.files import atomic_write
-from modeling.metrics import expected_calibration_error, reliability_bins, roc_auc, roc_curve, validate_inputs
+from modeling.evaluation.metrics import (
+    expected_calibration_error,
+    reliability_bins,
+    roc_auc,
+    roc_curve,
+    validate_inputs,
+)
 
 __all__ = ["reliability_diagram", "roc_plot"]
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from modeling.probability import ClosedQuestion
+from modeling.scoring.probability import ClosedQuestion
 
 CONFIG_NAME = "detector_config.json"
 DETECTION_TEMPLATE = "detection.real_or_fake"
