@@ -43,7 +43,7 @@ def parse_label(text: str) -> str | None:
 def load_images(n: int) -> list:
     from modeling.detector import load_rgb
 
-    paths = sorted(SAMPLE_IMAGES.glob("*.png"))
+    paths = sorted(SAMPLE_IMAGES.glob("*.jpg"))
     return [load_rgb(paths[i % len(paths)]) for i in range(n)]
 
 

@@ -97,7 +97,8 @@ def fakeinstruct_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> Path:
-    """FakeInstruct of the whole sample, every task family: 24 validation and 24 test images, half of them fake."""
+    """FakeInstruct of the whole sample, every task family: 20 validation and 32 test images (3 and 1 authors), half
+    of them fake."""
     from fakeinstruct.generation import GenerateConfig, generate
 
     out = tmp_path_factory.mktemp("detector") / "data"

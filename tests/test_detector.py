@@ -27,7 +27,7 @@ def sample_images(data: Path, n: int) -> list[Path]:
 
 def test_split_images_lists_each_image_once_with_its_label(sample_data):
     items = split_images(sample_data, "test")
-    assert len(items) == len({item.chain_id for item in items}) == 24
+    assert len(items) == len({item.chain_id for item in items}) == 32
     assert sum(item.label for item in items) == 12
     assert all(item.path.is_file() for item in items)
     assert {item.generator for item in items if item.label == 0} == {"camera"}
@@ -40,7 +40,7 @@ def test_calibrate_saves_head_prompts_report_and_diagram(calibrated):
     assert json.loads((model / REPORT_NAME).read_text()) == json.loads(json.dumps(report))
     with Image.open(model / DIAGRAM_NAME) as img:
         assert img.format == "PNG"
-    assert report["before"]["n"] == report["after"]["n"] == 24
+    assert report["before"]["n"] == report["after"]["n"] == 32
     assert report["calibration_split"]["name"] == "validation"
     # Platt scaling is monotone: the AUC stays, or flips when the fitted slope is negative
     before = report["before"]["auc"] if report["weight"] > 0 else 1 - report["before"]["auc"]

@@ -94,7 +94,7 @@ def test_evaluate_writes_metrics_and_resumes(evaluated, sample_data, monkeypatch
     for name in ("metrics.json", "results.md", "roc.png", "reliability_diagram.png", "predictions.jsonl"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["detector"]["raw"]["n"] == 24 and "calibrated" in saved["detector"]
+    assert saved["detector"]["raw"]["n"] == 32 and "calibrated" in saved["detector"]
     tasks = saved["by_task"]
     closed_n = sum(t["closed"]["n"] for t in tasks.values() if t["closed"])
     open_n = sum(t["open"]["n"] for t in tasks.values() if t["open"])

@@ -72,8 +72,11 @@ def test_enhancement_advice_for_fakes_only(dataset, tmp_path):
     for row in rows:
         answer = row["messages"][1]["content"][0]["text"].lower()
         gives_advice = any(fix in answer for fix in fixes) or "add uniform sensor grain" in answer
-        # fakes get the chain's advice or the taxonomy's fix for each anomalous attribute; reals get none
-        assert gives_advice == (row["label"] == "fake"), answer
+        # fakes get the chain's advice or the taxonomy's fix for each anomalous attribute; reals get none, and a fake
+        # with nothing anomalous gets none either: the answer says there is no trace to remove
+        nothing_to_fix = row["chain_id"].startswith("rec-") and "no trace in it to remove" in answer
+        assert gives_advice == (row["label"] == "fake" and not nothing_to_fix), answer
+        assert nothing_to_fix == (row["label"] == "fake" and "nothing anomalous" not in answer and not gives_advice)
 
 
 @pytest.mark.parametrize("fmt", ["trl", "prompt-completion", "llava"])

@@ -28,7 +28,7 @@ def test_records_match_the_image_manifest():
         image = manifest[record["id"]]
         assert record["label"] == image["label"] and record["image"] == image["file"]
         assert record["source"]["generator"] == image["generator"]
-        assert record["source"]["group"] == image["source_photo"] and record["source"]["license"] == image["license"]
+        assert record["source"]["group"] == image["source_author"] and record["source"]["license"] == image["license"]
         assert hashlib.sha256((SAMPLE / record["image"]).read_bytes()).hexdigest() == image["sha256"]
     assert sum(r["label"] == "fake" for r in chains) == 96
 
@@ -37,8 +37,42 @@ def test_provenance_says_who_wrote_what():
     for record in records():
         provenance = record["provenance"]
         assert provenance["drafted_by"].startswith("fakeinstruct draft")
-        assert provenance["reviewed_by"] and "reasoning" in provenance["reviewed_fields"]
-        assert record["reasoning"][0].startswith("The crop shows ")
+        assert provenance["reviewed_by"].startswith("blind reviewer B") and provenance["blind"] is True
+        assert provenance["reviewer_call"] in ("real", "fake", "unsure")
+        assert "reasoning" in provenance["reviewed_fields"]
+        assert record["reasoning"][0].startswith("The image shows ")
+        # the label comes from the generation pipeline, never from the review
+        assert provenance["label_source"].startswith("generation pipeline")
+
+
+def test_sample_is_laundered_alike():
+    """Both classes went through the same resize and JPEG, and no file format or size tells them apart."""
+    from PIL import Image
+
+    manifest = [json.loads(line) for line in (SAMPLE / "manifest.jsonl").read_text().splitlines()]
+    for label in ("real", "fake"):
+        images = [m for m in manifest if m["label"] == label]
+        assert all(m["laundering"]["resize"] == [112, 112] for m in images)
+        qualities = [m["laundering"]["jpeg_quality"] for m in images]
+        assert 80 <= sum(qualities) / len(qualities) <= 86
+        for m in images[:8]:
+            with Image.open(SAMPLE / m["file"]) as img:
+                assert (img.format, img.size, img.mode) == ("JPEG", (112, 112), "RGB") and not img.getexif()
+
+
+def test_sample_records_were_rebuilt_from_the_blind_decisions(tmp_path):
+    """scripts/build_sample.py, run again from the manifest, the images and the bundled decisions, writes exactly
+    the bundled records: every record comes from the blind review flow."""
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "sample"
+    shutil.copytree(SAMPLE, copy)
+    (copy / "chains.jsonl").unlink()
+    script = SAMPLE.parents[2] / "scripts" / "build_sample.py"
+    subprocess.run([sys.executable, str(script), "--sample", str(copy)], check=True, capture_output=True)
+    assert (copy / "chains.jsonl").read_text() == (SAMPLE / "chains.jsonl").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,7 @@ from the image and the evidence alone. Apply the file with
 def _clause(evidence: str) -> str:
     """A reviewer's sentence as the clause after "The texture looks anomalous: ..."."""
     text = evidence.strip().rstrip(".")
-    return text[0].lower() + text[1:] if text[1:2].islower() else text
+    return text if text[1:2].isupper() else text[0].lower() + text[1:]  # "JPEG blocks" keeps its capital
 
 
 def _findings(record: dict, decision: Decision, machine: dict) -> tuple[list, dict[str, str]]:
