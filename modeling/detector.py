@@ -54,7 +54,9 @@ class FakeScopeDetector:
         self.source = source  # the folder the checkpoint was loaded from, if any
         self.config = config or default_config()
         self.calibration = calibration
-        self.estimator = TokenProbabilityEstimator(model, processor, batch_size=batch_size)
+        self.estimator = TokenProbabilityEstimator(
+            model, processor, batch_size=batch_size, formula=self.config.score_formula
+        )
 
     @classmethod
     def from_pretrained(

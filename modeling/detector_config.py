@@ -28,6 +28,9 @@ class DetectorConfig:
     attributes: dict[str, ClosedQuestion] = field(default_factory=dict)
     threshold: float = 0.5
     max_new_tokens: int = 128
+    # how the answer words' tokens are scored (modeling.scoring.probability.SCORE_FORMULAS); the calibration head
+    # is fitted on this formula's logits, so it is saved with it
+    score_formula: str = "logprob"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,6 +44,7 @@ class DetectorConfig:
                 attributes={k: ClosedQuestion(**v) for k, v in data.get("attributes", {}).items()},
                 threshold=float(data.get("threshold", 0.5)),
                 max_new_tokens=int(data.get("max_new_tokens", 128)),
+                score_formula=str(data.get("score_formula", "logprob")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: not a valid detector config: {type(err).__name__}: {err}") from err

@@ -20,6 +20,8 @@ from fakeinstruct.templating.probes import PROBES
 pytest_plugins = ["hub_server"]
 
 REPO = Path(__file__).resolve().parents[1]
+# The demo's split of the sample (scripts/demo.py): enough authors in the test split for intervals over authors.
+DEMO_SPLIT = {"train": 0.5, "validation": 0.15, "test": 0.35}
 SAMPLE = REPO / "fakeinstruct" / "data" / "sample"
 
 
@@ -97,12 +99,14 @@ def fakeinstruct_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> Path:
-    """FakeInstruct of the whole sample, every task family: 20 validation and 32 test images (3 and 1 authors), half
-    of them fake."""
+    """FakeInstruct of the whole sample, every task family, split as the demo splits it (DEMO_SPLIT): 100 train,
+    32 validation and 60 test images (5, 4 and 6 authors), half of them fake."""
     from fakeinstruct.generation import GenerateConfig, generate
 
     out = tmp_path_factory.mktemp("detector") / "data"
-    config = GenerateConfig(chains=str(SAMPLE / "chains.jsonl"), out=str(out), root=str(SAMPLE), progress=False)
+    config = GenerateConfig(
+        chains=str(SAMPLE / "chains.jsonl"), out=str(out), root=str(SAMPLE), progress=False, split_ratios=DEMO_SPLIT
+    )
     return generate(config).out
 
 

@@ -27,10 +27,24 @@ def sample_images(data: Path, n: int) -> list[Path]:
 
 def test_split_images_lists_each_image_once_with_its_label(sample_data):
     items = split_images(sample_data, "test")
-    assert len(items) == len({item.chain_id for item in items}) == 32
-    assert sum(item.label for item in items) == 12
+    assert len(items) == len({item.chain_id for item in items}) == 60
+    assert sum(item.label for item in items) == 30
     assert all(item.path.is_file() for item in items)
+    assert len({item.group for item in items}) == 6  # the authors, what intervals resample
     assert {item.generator for item in items if item.label == 0} == {"camera"}
+
+
+def test_calibrate_with_the_fakescope_formula_keeps_it_for_detection(tiny_model, sample_data, tmp_path):
+    import shutil
+
+    from modeling.calibration.fit import CalibrateArguments, calibrate
+    from modeling.detector import FakeScopeDetector
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    calibrate(CalibrateArguments(model=str(model), data=str(sample_data), batch_size=16, score_formula="fakescope"))
+    assert json.loads((model / CONFIG_NAME).read_text())["score_formula"] == "fakescope"
+    assert FakeScopeDetector.from_pretrained(model).estimator.formula == "fakescope"
 
 
 def test_calibrate_saves_head_prompts_report_and_diagram(calibrated):
@@ -40,7 +54,7 @@ def test_calibrate_saves_head_prompts_report_and_diagram(calibrated):
     assert json.loads((model / REPORT_NAME).read_text()) == json.loads(json.dumps(report))
     with Image.open(model / DIAGRAM_NAME) as img:
         assert img.format == "PNG"
-    assert report["before"]["n"] == report["after"]["n"] == 32
+    assert report["before"]["n"] == report["after"]["n"] == 60
     assert report["calibration_split"]["name"] == "validation"
     # Platt scaling is monotone: the AUC stays, or flips when the fitted slope is negative
     before = report["before"]["auc"] if report["weight"] > 0 else 1 - report["before"]["auc"]

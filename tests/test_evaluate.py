@@ -94,7 +94,7 @@ def test_evaluate_writes_metrics_and_resumes(evaluated, sample_data, monkeypatch
     for name in ("metrics.json", "results.md", "roc.png", "reliability_diagram.png", "predictions.jsonl"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["detector"]["raw"]["n"] == 32 and "calibrated" in saved["detector"]
+    assert saved["detector"]["raw"]["n"] == 60 and "calibrated" in saved["detector"]
     tasks = saved["by_task"]
     closed_n = sum(t["closed"]["n"] for t in tasks.values() if t["closed"])
     open_n = sum(t["open"]["n"] for t in tasks.values() if t["open"])
@@ -108,7 +108,18 @@ def test_evaluate_writes_metrics_and_resumes(evaluated, sample_data, monkeypatch
         if items[p["key"]].closed
     )
     assert sum(t["closed"]["unparsed"] for t in tasks.values() if t["closed"]) == unparsed
-    assert "| raw |" in (out / "results.md").read_text()
+    table = (out / "results.md").read_text()
+    assert "| model (raw) |" in table and "| baseline: spectrum |" in table and "| baseline: measurements |" in table
+    # every AUC and accuracy carries an interval over the test split's source groups (the sample's authors)
+    assert saved["groups"] == {"field": "source.group", "count": 6}
+    for entry in (*saved["detector"].values(), *saved["baselines"].values()):
+        for name in ("auc", "accuracy"):
+            interval = entry["intervals"][name]
+            assert interval["groups"] == 6 and interval["low"] <= entry[name] <= interval["high"]
+    for name, result in saved["versus_baselines"].items():
+        low = result["auc_difference"]["low"]
+        assert result["beats"] == (low > 0)
+        assert (f"**beats** the {name} baseline" in table) == result["beats"]
 
     calls = []
     import modeling.scoring.generation

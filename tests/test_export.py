@@ -63,7 +63,8 @@ def test_export_folder_has_everything_and_a_card_with_the_metrics(checkpoint, ev
     assert auc == round(metrics["detector"]["calibrated"]["auc"], 4)
     assert detection["dataset"]["split"] == "test"
     card = (out / "README.md").read_text()
-    assert "| calibrated |" in card and "platt scaling head" in card
+    assert "| model (calibrated) |" in card and "| baseline: spectrum |" in card and "platt scaling head" in card
+    assert "baseline: AUC difference" in card  # the card says whether the model beats each baseline
     assert "instruction pairs expanded from FakeChain records" in card  # training data from stats.json
     assert json.loads((out / "metrics.json").read_text()) == json.loads(
         Path(args.output_dir, "metrics.json").read_text()

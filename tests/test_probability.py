@@ -40,9 +40,10 @@ def images(n: int, seed: int = 0) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, (*sizes[i % 4], 3), dtype=np.uint8)) for i in range(n)]
 
 
-def hand_scores(model, processor, image, question: ClosedQuestion) -> tuple[float, float]:
+def hand_scores(model, processor, image, question: ClosedQuestion, raw: bool = False) -> tuple[float, float]:
     """log p(word | prompt) for both words from one unpadded forward pass over the prompt followed by the word's
-    tokens as the chat template renders them (the full logits, no logits_to_keep)."""
+    tokens as the chat template renders them (the full logits, no logits_to_keep); with ``raw``, the summed raw
+    logits of the word's tokens instead (the FakeScope paper's score)."""
     prompt = prompt_text(processor, question.question)
     out = []
     for word in (question.positive, question.negative):
@@ -61,7 +62,8 @@ def hand_scores(model, processor, image, question: ClosedQuestion) -> tuple[floa
         n_image = int((ids == model.config.image_token_index).sum()) - 1  # the prompt's <image> was expanded
         start = n_prompt + n_image
         with torch.no_grad():
-            logprobs = torch.log_softmax(model(**inputs).logits[0].double(), dim=-1)
+            logits = model(**inputs).logits[0].double()
+            logprobs = logits if raw else torch.log_softmax(logits, dim=-1)
         out.append(sum(float(logprobs[t - 1, ids[t]]) for t in range(start, len(ids))))
     return out[0], out[1]
 
@@ -143,3 +145,25 @@ def test_identical_words_and_bad_batch_size_are_refused(loaded):
         TokenProbabilityEstimator(model, processor, batch_size=0)
     with pytest.raises(ValueError, match="2 images but 1 questions"):
         TokenProbabilityEstimator(model, processor).score(images(2), [DETECT])
+
+
+def test_fakescope_formula_against_hand_computation(loaded):
+    """Summed raw logits (the paper's formula): the same p as log-probabilities for one-token words, a different
+    one, computed by hand, for multi-token words."""
+    model, processor = loaded
+    pics = images(4, seed=2)
+    paper = TokenProbabilityEstimator(model, processor, batch_size=3, formula="fakescope")
+    ours = TokenProbabilityEstimator(model, processor, batch_size=3)
+    single_paper, single_ours = paper.score(pics, DETECT), ours.score(pics, DETECT)
+    np.testing.assert_allclose(single_paper.p, single_ours.p, atol=1e-6, rtol=0)
+    assert not np.allclose(single_paper.positive_logprob, single_ours.positive_logprob)  # raw logits, not log-probs
+    question = ClosedQuestion("Is this image real or fake?", "Fake image", "Real photo")
+    multi_paper, multi_ours = paper.score(pics, question), ours.score(pics, question)
+    for i, pic in enumerate(pics):
+        pos, neg = hand_scores(model, processor, pic, question, raw=True)
+        assert multi_paper.positive_logprob[i] == pytest.approx(pos, abs=1e-5)
+        assert multi_paper.negative_logprob[i] == pytest.approx(neg, abs=1e-5)
+        assert multi_paper.p[i] == pytest.approx(1 / (1 + np.exp(neg - pos)), abs=1e-6)
+    assert np.abs(multi_paper.p - multi_ours.p).max() > 1e-4
+    with pytest.raises(ValueError, match="score formula must be one of"):
+        TokenProbabilityEstimator(model, processor, formula="softmax")

@@ -41,6 +41,10 @@ class CalibrateArguments:
             Torch device; defaults to where the model loads (CPU here).
         dtype (`str`, *optional*, defaults to `"auto"`):
             Model dtype (``auto``, ``float32``, ``bfloat16``).
+        score_formula (`str`, *optional*, defaults to `"logprob"`):
+            How the answer words' tokens are scored: ``logprob`` (summed log-probabilities) or ``fakescope``
+            (summed raw logits, as the FakeScope paper defines p_fake). Saved in ``detector_config.json``: the head is
+            fitted on this formula's logits, and the detector keeps using it.
     """
 
     model: str = field(metadata={"help": "Checkpoint folder (scripts/sft.py output)."})
@@ -53,6 +57,10 @@ class CalibrateArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Cache raw scores here to resume."})
     device: str | None = field(default=None, metadata={"help": "Torch device."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32 or bfloat16."})
+    score_formula: str = field(
+        default="logprob",
+        metadata={"help": "Answer-word score: logprob (summed log-probs) or fakescope (raw logits)."},
+    )
 
 
 def _cache(args, split: str) -> Path | None:
@@ -74,6 +82,11 @@ def calibrate(args: CalibrateArguments) -> dict:
     detector = FakeScopeDetector.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size
     )
+    from modeling.scoring.probability import SCORE_FORMULAS
+
+    if args.score_formula not in SCORE_FORMULAS:
+        raise ValueError(f"score_formula must be one of {', '.join(SCORE_FORMULAS)}, got {args.score_formula!r}")
+    detector.config.score_formula = detector.estimator.formula = args.score_formula
     logger.info("scoring the %r split of %s", args.calibration_split, args.data)
     held_out = score_split(
         detector, split_images(args.data, args.calibration_split), _cache(args, args.calibration_split)

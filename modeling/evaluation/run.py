@@ -44,6 +44,9 @@ class EvaluateArguments:
         embedding_model (`str`, *optional*): Sentence-transformers folder for CSS (default: all-MiniLM-L6-v2).
         device (`str`, *optional*): Torch device.
         dtype (`str`, *optional*, defaults to `"auto"`): Model dtype.
+        baselines (`bool`, *optional*, defaults to `True`): Fit the two baselines of
+            :mod:`modeling.evaluation.baselines` on ``baseline_split`` and score them on ``split`` beside the model.
+        baseline_split (`str`, *optional*, defaults to `"train"`): The split the baselines are fitted on.
     """
 
     model: str = field(metadata={"help": "Checkpoint folder or Hub repo id."})
@@ -59,6 +62,10 @@ class EvaluateArguments:
     embedding_model: str | None = field(default=None, metadata={"help": "Sentence-transformers folder for CSS."})
     device: str | None = field(default=None, metadata={"help": "Torch device."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32 or bfloat16."})
+    baselines: bool = field(
+        default=True, metadata={"help": "Fit and score the spectrum and measurement baselines beside the model."}
+    )
+    baseline_split: str = field(default="train", metadata={"help": "Split the baselines are fitted on."})
 
 
 def predict(detector, items: list[EvalItem], args: EvaluateArguments, cache_path: Path) -> dict[str, dict]:
@@ -168,21 +175,59 @@ def breakdown(items: list[EvalItem], predictions: dict[str, dict], scores: dict[
     return out
 
 
+def with_intervals(metrics: dict, y: np.ndarray, p: np.ndarray, groups: list[str]) -> dict:
+    """``metrics`` plus 95 % intervals of its AUC and accuracy that resample source groups."""
+    from modeling.evaluation.intervals import grouped_bootstrap
+    from modeling.evaluation.metrics import accuracy, roc_auc
+
+    intervals = {
+        name: grouped_bootstrap(fn, y, p, groups).as_dict() for name, fn in (("auc", roc_auc), ("accuracy", accuracy))
+    }
+    return {**metrics, "intervals": intervals}
+
+
+def versus(y: np.ndarray, model: np.ndarray, baseline: np.ndarray, groups: list[str]) -> dict:
+    """The model's AUC minus the baseline's, with its group-resampled interval: the model beats the baseline only
+    when the whole interval lies above zero."""
+    from modeling.evaluation.intervals import grouped_bootstrap
+    from modeling.evaluation.metrics import roc_auc
+
+    def difference(labels, both):
+        return roc_auc(labels, both[:, 0]) - roc_auc(labels, both[:, 1])
+
+    interval = grouped_bootstrap(difference, y, np.stack([model, baseline], axis=1), groups)
+    return {"auc_difference": interval.as_dict(), "beats": interval.low is not None and interval.low > 0}
+
+
 def detector_metrics(detector, args: EvaluateArguments, out: Path) -> dict:
-    """Image-level metrics of the detector's raw and calibrated p_fake; ROC and reliability PNGs."""
+    """Image-level metrics of the detector's raw and calibrated p_fake beside the two baselines, each with intervals
+    that resample source groups; ROC and reliability PNGs."""
+    from modeling.evaluation.baselines import baseline_scores
     from modeling.evaluation.metrics import binary_metrics
     from modeling.evaluation.plots import reliability_diagram, roc_plot
     from modeling.scoring.split_images import split_images
     from modeling.scoring.split_scores import score_split
 
-    scores = score_split(detector, split_images(args.data, args.split), out / f"scores-{args.split}.jsonl")
+    images = split_images(args.data, args.split)
+    scores = score_split(detector, images, out / f"scores-{args.split}.jsonl")
+    y, groups = scores.label, scores.group
     curves = {"raw": scores.p_raw}
     if detector.calibration is not None:
         curves["calibrated"] = detector.calibration.calibrate(scores.logit)
-    result = {name: binary_metrics(scores.label, p) for name, p in curves.items()}
-    title = f"{args.split} split, {len(scores.label)} images"
-    roc_plot(scores.label, curves, out / ROC_NAME, title=f"ROC, {title}")
-    reliability_diagram(scores.label, curves, out / RELIABILITY_NAME, title=f"Reliability, {title}")
+    result = {
+        "detector": {name: with_intervals(binary_metrics(y, p), y, p, groups) for name, p in curves.items()},
+        "groups": {"field": "source.group", "count": len(set(groups))},
+    }
+    if args.baselines:
+        logger.info("fitting the baselines on the %r split", args.baseline_split)
+        fitted = baseline_scores(split_images(args.data, args.baseline_split), images)
+        result["baselines"] = {name: with_intervals(binary_metrics(y, p), y, p, groups) for name, p in fitted.items()}
+        result["versus_baselines"] = {name: versus(y, scores.p_raw, p, groups) for name, p in fitted.items()}
+        curves |= {f"baseline: {name}": p for name, p in fitted.items()}
+    title = f"{args.split} split, {len(y)} images"
+    roc_plot(y, curves, out / ROC_NAME, title=f"ROC, {title}")
+    detector_curves = {k: v for k, v in curves.items() if not k.startswith("baseline")}
+    reliability_diagram(y, detector_curves, out / RELIABILITY_NAME, title=f"Reliability, {title}")
     return result
 
 
@@ -207,7 +252,7 @@ def evaluate(args: EvaluateArguments) -> dict:
         "model": str(args.model),
         "data": str(args.data),
         "split": args.split,
-        "detector": detector_metrics(detector, args, out),
+        **detector_metrics(detector, args, out),
         "by_task": breakdown(items, predictions, scores, lambda i: i.task),
         "by_generator": breakdown(items, predictions, scores, lambda i: i.generator),
         "by_label": breakdown(items, predictions, scores, lambda i: i.label),

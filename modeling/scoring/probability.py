@@ -128,13 +128,21 @@ def _accepts_logits_to_keep(model_class: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
+# How a word's tokens become its score ``s``: "logprob" sums their log-probabilities (a proper two-way posterior);
+# "fakescope" sums their raw logits, as the FakeScope paper defines it. For one-token words the two give the same p
+# (log-softmax subtracts one constant per position); for longer words they differ.
+SCORE_FORMULAS = ("logprob", "fakescope")
+
+
 class TokenProbabilityEstimator:
     """Scores images against closed-ended questions with any image-text-to-text model and its processor."""
 
-    def __init__(self, model, processor, batch_size: int = 16):
+    def __init__(self, model, processor, batch_size: int = 16, formula: str = "logprob"):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.model, self.processor, self.batch_size = model, processor, batch_size
+        if formula not in SCORE_FORMULAS:
+            raise ValueError(f"score formula must be one of {', '.join(SCORE_FORMULAS)}, got {formula!r}")
+        self.model, self.processor, self.batch_size, self.formula = model, processor, batch_size, formula
         self._plans: dict[tuple[str, str, str], AnswerPlan] = {}
 
     def plan(self, question: ClosedQuestion) -> AnswerPlan:
@@ -216,7 +224,8 @@ class TokenProbabilityEstimator:
         return sums[:, 0], sums[:, 1]
 
     def _last_logprobs(self, inputs: dict, keep: int) -> torch.Tensor:
-        """Log-softmax over the vocabulary at the last ``keep`` positions, in float32 whatever the model dtype."""
+        """Log-softmax over the vocabulary at the last ``keep`` positions (raw logits with the "fakescope" formula),
+        in float32 whatever the model dtype."""
         model = self.model
         device, dtype = model.device, model.dtype
         batch = {k: v.to(device) for k, v in inputs.items()}
@@ -228,8 +237,9 @@ class TokenProbabilityEstimator:
         batch["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
         if _accepts_logits_to_keep(type(model)):
             batch["logits_to_keep"] = keep
-        logits = model(**batch).logits[:, -keep:]
-        return torch.log_softmax(logits.float(), dim=-1).cpu().double()
+        logits = model(**batch).logits[:, -keep:].float()
+        scores = logits if self.formula == "fakescope" else torch.log_softmax(logits, dim=-1)
+        return scores.cpu().double()
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -15,18 +15,20 @@ from fakeinstruct.errors import FakeInstructError
 from fakeinstruct.files import resolve_inside
 from fakeinstruct.folder import FakeInstructFolder
 
-COLUMNS = ("chain_id", "label", "generator", "images")
+COLUMNS = ("chain_id", "label", "generator", "group", "images")
 
 
 @dataclass(frozen=True)
 class LabeledImage:
-    """One image of a split: its record id, label (1 = fake), generator and where its pixels are."""
+    """One image of a split: its record id, label (1 = fake), generator, split group (the source photograph or
+    author its record names: what intervals resample) and where its pixels are."""
 
     chain_id: str
     label: int
     generator: str
     path: Path | None = None
     data: bytes | None = None
+    group: str = ""
 
     def open(self):
         """The image in RGB (paths are opened within the dataset image limits)."""
@@ -68,9 +70,11 @@ def labeled_image(root: Path, identity: dict, row: dict) -> LabeledImage:
     """The row's image: a path confined to ``root``, or embedded bytes."""
     label = int(row["label"] == "fake")
     ref = row["images"][0]
+    group = row.get("group") or row["chain_id"]
     if identity["images"] == "relative":
-        return LabeledImage(row["chain_id"], label, row["generator"], resolve_inside(root, ref))
-    return LabeledImage(row["chain_id"], label, row["generator"], data=ref["bytes"] if isinstance(ref, dict) else ref)
+        return LabeledImage(row["chain_id"], label, row["generator"], resolve_inside(root, ref), group=group)
+    data = ref["bytes"] if isinstance(ref, dict) else ref
+    return LabeledImage(row["chain_id"], label, row["generator"], data=data, group=group)
 
 
 def split_images(folder: str | Path, split: str) -> list[LabeledImage]:

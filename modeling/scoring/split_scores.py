@@ -22,6 +22,7 @@ class SplitScores:
 
     chain_id: list[str]
     generator: list[str]
+    group: list[str]
     label: np.ndarray
     logit: np.ndarray
     p_raw: np.ndarray
@@ -39,7 +40,11 @@ def score_split(detector, items: list[LabeledImage], cache_path: str | Path | No
     """Score ``items`` with ``detector``'s detection question; cached results are reused, new ones appended."""
     from tqdm.auto import tqdm
 
-    header = {"weights": weights_fingerprint(detector.source), "question": asdict(detector.config.detection)}
+    header = {
+        "weights": weights_fingerprint(detector.source),
+        "question": asdict(detector.config.detection),
+        "formula": detector.estimator.formula,
+    }
     cache = ResultCache(cache_path, header, key_field="chain_id")
     todo = [item for item in items if item.chain_id not in cache]
     if len(todo) < len(items):
@@ -58,6 +63,7 @@ def score_split(detector, items: list[LabeledImage], cache_path: str | Path | No
     return SplitScores(
         chain_id=[item.chain_id for item in items],
         generator=[item.generator for item in items],
+        group=[item.group for item in items],
         label=np.asarray([item.label for item in items], dtype=np.int64),
         logit=np.asarray([row["logit"] for row in rows], dtype=np.float64),
         p_raw=np.asarray([row["p_raw"] for row in rows], dtype=np.float64),

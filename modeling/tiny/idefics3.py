@@ -8,8 +8,9 @@ tokens, the recipe's chat template (so the tiny model renders exactly what the 8
 processor (``Idefics3ImageProcessorPil``: the default ``Idefics3ImageProcessor`` is the torchvision backend) and
 randomly initialised weights, seeded.
 
-Images are resized to one 32x32 tile, without splitting: 8x8 patches of 4 pixels, pixel-shuffled by 2 into 16
-image tokens, framed as ``<fake_token_around_image><global-img><image>*16<fake_token_around_image>``.
+Images are taken as one 112x112 tile (the bundled sample's own size), without splitting: 8x8 patches of 14 pixels,
+pixel-shuffled by 2 into 16 image tokens, framed as ``<fake_token_around_image><global-img><image>*16
+<fake_token_around_image>``.
 
 The answer follows ``"Assistant:"`` with a leading space, as in Idefics3's own template; the token-probability
 estimator reads the answer word right there, so :func:`build_tokenizer` makes each of ``" Fake"``, ``" Real"``...
@@ -45,7 +46,7 @@ IMAGE, FAKE_IMAGE, GLOBAL_IMAGE = "<image>", "<fake_token_around_image>", "<glob
 TILE_TOKENS = tuple(f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7))
 SPECIAL_TOKENS = (PAD, BOS, EOS, FAKE_IMAGE, IMAGE, GLOBAL_IMAGE, *TILE_TOKENS)
 GENERATION_PROMPT = "Assistant:"
-IMAGE_SIZE, PATCH_SIZE, SCALE_FACTOR = 32, 4, 2
+IMAGE_SIZE, PATCH_SIZE, SCALE_FACTOR = 112, 14, 2
 IMAGE_SEQ_LEN = (IMAGE_SIZE // PATCH_SIZE) ** 2 // SCALE_FACTOR**2
 
 

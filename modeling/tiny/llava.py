@@ -42,8 +42,9 @@ SPECIAL_TOKENS = (PAD, BOS, EOS, IMAGE, *ROLE_TOKENS)
 ASSISTANT_PREFIX = "<|assistant|>\n"
 # First words of closed-ended answers (detection, yes/no, multiple choice, attribute verdicts).
 ANSWER_WORDS = ("Fake", "Real", "Yes", "No", "A", "B", "fake", "real")
-# 32x32 images cut into 8x8 patches: 16 image features, so 16 <image> tokens per image.
-IMAGE_SIZE, PATCH_SIZE = 32, 8
+# 112x112 images, the bundled sample's own size (nothing is downscaled: the traces a GAN upscaler leaves are a few pixels
+# wide), cut into 14x14 patches as CLIP ViT-L/14 cuts them: 64 image features, so 64 <image> tokens per image.
+IMAGE_SIZE, PATCH_SIZE = 112, 14
 
 
 @dataclass(frozen=True)
