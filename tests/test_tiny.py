@@ -169,3 +169,16 @@ def test_sft_trainer_trains_on_assistant_tokens_only(tiny_dir, tmp_path):
     tokenizer = trainer.processing_class.tokenizer
     assert_assistant_only_labels(batch, tokenizer, trainer.model.config.image_token_id, IMAGE_TOKENS)
     assert_trains_two_finite_steps(trainer)
+
+
+def test_the_sample_reaches_the_tower_at_its_own_resolution(processor):
+    """A 112-px sample image goes in at 112 px: nothing is downscaled, so traces a few pixels wide reach the tower
+    (the earlier tiny model saw 32 px, and could not see them)."""
+    from conftest import SAMPLE
+    from PIL import Image
+
+    with Image.open(SAMPLE / "images" / "sample-0001.jpg") as img:
+        pixels = processor.image_processor(images=[img.convert("RGB")], return_tensors="pt")["pixel_values"]
+        size = img.size
+    assert size == (112, 112) and pixels.shape[-2:] == (112, 112) and IMAGE_SIZE >= 112
+    assert IMAGE_TOKENS == (112 // PATCH_SIZE) ** 2 == 64
