@@ -37,6 +37,7 @@ from pathlib import Path
 
 import orjson
 
+from fakeinstruct.arguments import HelpFormatter, both_spellings
 from fakeinstruct.chain import FakeChain
 from fakeinstruct.chain.taxonomy import default_taxonomy
 from fakeinstruct.generation.expand import Expander
@@ -180,13 +181,15 @@ def run_floor(pool_pairs: list, out: Path, pairs: int, workers: int, shard_size:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter, description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=2_000_000, help="target number of pairs")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for generate and the floor")
-    parser.add_argument("--shard-size", type=int, default=10_000, help="rows per shard")
+    parser.add_argument(*both_spellings("--shard_size"), type=int, default=10_000, help="rows per shard")
     parser.add_argument("--format", default="trl", choices=["trl", "prompt-completion", "llava"])
     parser.add_argument("--chains", type=Path, default=SAMPLE, help="FakeChain file to re-identify")
-    parser.add_argument("--work-dir", type=Path, help="where input and outputs go (default: a temporary folder)")
+    parser.add_argument(
+        *both_spellings("--work_dir"), type=Path, help="where input and outputs go (default: a temporary folder)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with tempfile.TemporaryDirectory(prefix="fakeinstruct-bench-") as tmp:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from fakeinstruct.arguments import HelpFormatter, both_spellings
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "fakeinstruct" / "data" / "sample"
 SAMPLE_IMAGES = SAMPLE / "images"
@@ -81,12 +83,16 @@ def timed(fn):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter, description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="checkpoint folder (default: a tiny LLaVA, see --train-epochs)")
-    parser.add_argument("--train-epochs", type=int, default=20, help="fine-tuning of the default tiny model")
+    parser.add_argument(
+        *both_spellings("--train_epochs"), type=int, default=20, help="fine-tuning of the default tiny model"
+    )
     parser.add_argument("--images", type=int, default=192, help="images to score (the sample's, cycled)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="generation cap for the parse baseline")
+    parser.add_argument(*both_spellings("--batch_size"), type=int, default=16)
+    parser.add_argument(
+        *both_spellings("--max_new_tokens"), type=int, default=64, help="generation cap for the parse baseline"
+    )
     parser.add_argument("--device", help="torch device (default: cpu)")
     parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
     parser.add_argument("--threads", type=int, help="torch CPU threads")

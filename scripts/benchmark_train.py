@@ -54,6 +54,8 @@ from pathlib import Path
 
 import yaml
 
+from fakeinstruct.arguments import HelpFormatter, both_spellings
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "tiny-llava" / "sft" / "config_demo.yaml"
 SAMPLE = ROOT / "fakeinstruct" / "data" / "sample" / "chains.jsonl"
@@ -171,9 +173,11 @@ def run_timed(name: str, command: list[str], log: Path, env: dict[str, str]) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter, description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per run (max_steps)")
-    parser.add_argument("--warmup-steps", type=int, default=5, help="first steps left out of the step time")
+    parser.add_argument(
+        *both_spellings("--warmup_steps"), type=int, default=5, help="first steps left out of the step time"
+    )
     parser.add_argument(
         "--repetitions",
         type=int,
@@ -182,7 +186,9 @@ def main() -> None:
     )
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="the tiny recipe both sides train with")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for both sides (default: torch's own choice)")
-    parser.add_argument("--work-dir", type=Path, help="where fixtures, scripts and logs go (default: a temp folder)")
+    parser.add_argument(
+        *both_spellings("--work_dir"), type=Path, help="where fixtures, scripts and logs go (default: a temp folder)"
+    )
     args = parser.parse_args()
     if args.repetitions < 2:
         parser.error("--repetitions must be at least 2")

@@ -16,6 +16,7 @@ import inspect
 import logging
 from pathlib import Path
 
+from fakeinstruct.arguments import HelpFormatter, both_spellings
 from modeling.tiny.idefics3 import build_tiny_idefics3
 from modeling.tiny.llava import VISION_TOWERS, build_tiny_llava
 
@@ -25,13 +26,20 @@ DEFAULTS = {name: p.default for name, p in inspect.signature(build_tiny_llava).p
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        formatter_class=HelpFormatter,
+        description=__doc__.splitlines()[0],
     )
-    parser.add_argument("--output-dir", required=True, type=Path, help="folder to write the checkpoint to")
+    parser.add_argument(
+        *both_spellings("--output_dir"), required=True, type=Path, help="folder to write the checkpoint to"
+    )
     parser.add_argument("--arch", choices=sorted(BUILDERS), default="llava", help="model architecture")
     parser.add_argument("--vision", choices=sorted(VISION_TOWERS), help=f"LLaVA's vision tower ({DEFAULTS['vision']})")
-    parser.add_argument("--vocab-size", type=int, default=DEFAULTS["vocab_size"], help="BPE vocabulary target")
-    parser.add_argument("--hidden-size", type=int, default=DEFAULTS["hidden_size"], help="width of both towers")
+    parser.add_argument(
+        *both_spellings("--vocab_size"), type=int, default=DEFAULTS["vocab_size"], help="BPE vocabulary target"
+    )
+    parser.add_argument(
+        *both_spellings("--hidden_size"), type=int, default=DEFAULTS["hidden_size"], help="width of both towers"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="weight initialisation seed")
     parser.add_argument("--corpus", type=Path, help="text file to train the tokenizer on, one text per line")
     args = parser.parse_args(argv)

@@ -14,13 +14,12 @@ from __future__ import annotations
 import logging
 import sys
 
-from trl import TrlParser
-
 from modeling.calibration.fit import CalibrateArguments, calibrate
+from modeling.recipes import recipe_parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = TrlParser((CalibrateArguments,), description=__doc__.splitlines()[0])
+    parser = recipe_parser((CalibrateArguments,), __doc__)
     (args,) = parser.parse_args_and_config(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -15,6 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from fakeinstruct.arguments import HelpFormatter, both_spellings
 from modeling.training.merge import merge_lora
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -22,14 +23,21 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        formatter_class=HelpFormatter,
+        description=__doc__.splitlines()[0],
     )
     parser.add_argument("adapter_dir", type=Path, help="output folder of a LoRA run of scripts/sft.py")
-    parser.add_argument("--output-dir", type=Path, help="where to save the merged model (default: ADAPTER_DIR-merged)")
-    parser.add_argument("--base-model", help="base model id or folder (default: the one adapter_config.json names)")
+    parser.add_argument(
+        *both_spellings("--output_dir"), type=Path, help="where to save the merged model (default: ADAPTER_DIR-merged)"
+    )
+    parser.add_argument(
+        *both_spellings("--base_model"), help="base model id or folder (default: the one adapter_config.json names)"
+    )
     parser.add_argument("--revision", help="revision of the base model (default: the recipe's)")
     parser.add_argument("--dtype", choices=DTYPES, help="dtype to merge and save in (default: the recipe's)")
-    parser.add_argument("--safe-merge", action="store_true", help="check merged weights for NaNs (PEFT safe_merge)")
+    parser.add_argument(
+        *both_spellings("--safe_merge"), action="store_true", help="check merged weights for NaNs (PEFT safe_merge)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     return parser
 

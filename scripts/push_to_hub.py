@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from trl import TrlParser
-
+from fakeinstruct.errors import FakeInstructError
+from fakeinstruct.logs import setup_logging
+from fakeinstruct.publishing import stage_dataset
 from modeling.hub.export import ExportError, export, push_folder
+from modeling.recipes import recipe_parser
 
 
 @dataclass
@@ -35,24 +39,30 @@ class PushArguments:
     commit_message: str = field(default="Upload FakeScope-Kit detector", metadata={"help": "Commit message."})
     license: str = field(default="apache-2.0", metadata={"help": "License in the card metadata."})
     dataset_dir: str | None = field(default=None, metadata={"help": "FakeInstruct folder the model was trained on."})
-    dataset_repo_id: str | None = field(default=None, metadata={"help": "Also push dataset_dir to this dataset repo."})
+    dataset_repo_id: str | None = field(
+        default=None,
+        metadata={"help": "Also push dataset_dir to this dataset repo (image bytes embedded, so it trains as it is)."},
+    )
+    verbose: bool = field(default=False, metadata={"help": "Also log the HTTP requests and library debug lines."})
 
 
 def main(argv: list[str] | None = None) -> None:
-    (args,) = TrlParser((PushArguments,), description=__doc__.splitlines()[0]).parse_args_and_config(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    (args,) = recipe_parser((PushArguments,), __doc__).parse_args_and_config(argv)
+    setup_logging(args.verbose)
     hub = {"revision": args.revision, "token": args.token, "private": args.private, "exist_ok": args.exist_ok}
     try:
         if args.dataset_repo_id:
             if not args.dataset_dir:
                 raise ExportError("--dataset_repo_id needs --dataset_dir (the FakeInstruct folder to push)")
-            push_folder(
-                args.dataset_dir,
-                args.dataset_repo_id,
-                repo_type="dataset",
-                commit_message="Upload FakeInstruct",
-                **hub,
-            )
+            with tempfile.TemporaryDirectory(prefix="fakeinstruct-publish-") as staging:
+                stage_dataset(args.dataset_dir, staging, args.dataset_repo_id)
+                push_folder(
+                    Path(staging),
+                    args.dataset_repo_id,
+                    repo_type="dataset",
+                    commit_message="Upload FakeInstruct",
+                    **hub,
+                )
         where = export(
             args.model,
             output_dir=args.output_dir,
@@ -62,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             commit_message=args.commit_message,
             **(hub if args.repo_id else {}),
         )
-    except (ExportError, OSError, ValueError) as err:
+    except (ExportError, FakeInstructError, OSError, ValueError) as err:
         sys.exit(f"push_to_hub: {err}")
     logging.getLogger("push_to_hub").info("exported to %s", where)
 

@@ -13,16 +13,17 @@ import sys
 
 import datasets
 import transformers
-from trl import ModelConfig, SFTConfig, TrlParser
+from trl import ModelConfig, SFTConfig
 
+from modeling.recipes import recipe_parser
 from modeling.training.preemption import PREEMPTED_EXIT_CODE, TrainingPreempted
 from modeling.training.sft import ScriptArguments, run_sft
 
 logger = logging.getLogger("scripts.sft")
 
 
-def make_parser() -> TrlParser:
-    return TrlParser((ScriptArguments, SFTConfig, ModelConfig), description=__doc__.splitlines()[0])
+def make_parser():
+    return recipe_parser((ScriptArguments, SFTConfig, ModelConfig), __doc__)
 
 
 def main(argv: list[str] | None = None) -> None:

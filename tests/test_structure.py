@@ -89,6 +89,7 @@ LAYERS = [
     "fakeinstruct.report",
     "fakeinstruct.generation",
     "fakeinstruct.loading",
+    "fakeinstruct.publishing",
     "fakeinstruct.cli",
 ]
 

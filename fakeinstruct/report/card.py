@@ -5,22 +5,34 @@ from __future__ import annotations
 import yaml
 
 _IMAGES_RELATIVE = """\
-Images are stored **once**, under `images/`, and every row's `images` column holds paths relative to this
-folder (`images/...`). A row never embeds image bytes: with several pairs per image, embedding would multiply the
-dataset's size by the pairs per image. Load with the resolver, which turns the paths into PIL images:
+Images are stored **once**, under `images/`, and every row's `images` column (and `image_path`) holds paths
+relative to this folder (`images/...`). A row never embeds image bytes: with several pairs per image, embedding
+would multiply the dataset's size by the pairs per image. Load with the resolver, which turns the paths into PIL
+images:
 
 ```python
 from fakeinstruct.loading import load_fakeinstruct
-ds = load_fakeinstruct("{out}")          # DatasetDict; ds["train"][0]["images"][0] is a PIL image
+ds = load_fakeinstruct("path/to/this/folder")  # DatasetDict; ds["train"][0]["images"][0] is a PIL image
 ```
 
-To train with TRL's own `trl sft --dataset_name ...` as it is, generate with `--images embed` (Parquet only):
-the `images` column then carries the bytes and is declared as `datasets.Image`."""
+TRL's own `trl sft` trains on this folder as it is when run from inside it, where the paths resolve
+(`cd path/to/this/folder && trl sft --dataset_name . ...`). Published to the Hub (`scripts/push_to_hub.py
+--dataset_dir ... --dataset_repo_id ...`), the shards are written again with the image bytes embedded, so that
+`load_dataset(repo)` and `trl sft --dataset_name repo` need nothing else."""
 
 _IMAGES_EMBED = """\
 Image bytes are embedded in every row's `images` column, declared as a list of `datasets.Image`, so
-`datasets.load_dataset("parquet", data_dir=...)` and TRL's `trl sft --dataset_name ...` get PIL images directly.
-Rows of one image repeat its bytes (the price of a self-contained, TRL-native dataset)."""
+`datasets.load_dataset` and TRL's `trl sft` get PIL images directly. Rows of one image repeat its bytes (the price
+of a self-contained, TRL-native dataset).
+
+```python
+from datasets import load_dataset
+ds = load_dataset("{where}")  # ds["train"][0]["images"][0] is a PIL image
+```
+
+```sh
+trl sft --model_name_or_path llava-hf/llava-1.5-7b-hf --dataset_name {where} --assistant_only_loss true ...
+```"""
 
 
 def _table(counts: dict[str, int], header: str) -> str:
@@ -92,7 +104,8 @@ def render_dataset_card(config: dict, stats: dict) -> str:
         ],
     }
     records = stats["records"]
-    images = _IMAGES_EMBED if config["images"] == "embed" else _IMAGES_RELATIVE.format(out=config["out"])
+    where = config.get("repo_id") or "path/to/this/folder"  # a repo id, never the path it was generated at
+    images = _IMAGES_EMBED.format(where=where) if config["images"] == "embed" else _IMAGES_RELATIVE
     return f"""---
 {yaml.safe_dump(front, sort_keys=False).strip()}
 ---

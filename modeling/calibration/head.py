@@ -138,6 +138,8 @@ class CalibrationHead(
         target = Path(checkpoint) / SUBFOLDER
         with atomic_dir(target) as staging:
             self.save_pretrained(staging, config={"method": self.method, "fit_info": self.fit_info})
+            # the mixin writes a placeholder model card; the checkpoint's own card describes the head
+            (staging / "README.md").unlink(missing_ok=True)
         return target
 
     @classmethod

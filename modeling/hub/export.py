@@ -19,8 +19,21 @@ from fakeinstruct.files import atomic_dir
 from modeling.safe_loading import PICKLE_SUFFIXES, require_safetensors
 
 logger = logging.getLogger(__name__)
-MODEL_SUFFIXES = (".json", ".safetensors", ".jinja", ".txt", ".model", ".png")
-EVAL_FILES = ("results.md", "roc.png", "reliability_diagram.png")
+MODEL_SUFFIXES = (".json", ".safetensors", ".jinja", ".txt", ".model")
+# What the training run and the calibration stage leave beside the weights: the record of a run, not part of the
+# model a user loads. Published under logs/, out of the way.
+LOG_FILES = (
+    "trainer_state.json",
+    "train_results.json",
+    "eval_results.json",
+    "all_results.json",
+    "sft_config.json",
+    "calibration_report.json",
+)
+LOGS_DIR = "logs"
+# The calibration head's files: its weights and config (the mixin's placeholder README is not one of them).
+CALIBRATION_FILES = ("config.json", "model.safetensors")
+EVAL_FILES = ("metrics.json", "results.md", "roc.png", "reliability_diagram.png")
 METRICS_FILE = "metrics.json"
 
 
@@ -42,10 +55,16 @@ def stage(
     require_safetensors(model_dir)
     skipped = []
     for path in sorted(model_dir.iterdir()):
-        if path.is_file() and path.suffix in MODEL_SUFFIXES:
+        if path.is_file() and path.name in LOG_FILES:
+            (staging / LOGS_DIR).mkdir(exist_ok=True)
+            shutil.copy2(path, staging / LOGS_DIR / path.name)
+        elif path.is_file() and path.suffix in MODEL_SUFFIXES:
             shutil.copy2(path, staging / path.name)
         elif path.name == "calibration" and path.is_dir():
-            shutil.copytree(path, staging / "calibration")
+            (staging / "calibration").mkdir()
+            for name in CALIBRATION_FILES:
+                if (path / name).is_file():
+                    shutil.copy2(path / name, staging / "calibration" / name)
         else:
             skipped.append(path.name)
     pickles = [name for name in skipped if Path(name).suffix in PICKLE_SUFFIXES]
@@ -60,7 +79,6 @@ def stage(
                 f"{eval_dir} has no {METRICS_FILE}: run scripts/evaluate.py first, or leave out eval_dir"
             )
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        shutil.copy2(metrics_path, staging / METRICS_FILE)
         (staging / "eval").mkdir()
         for name in EVAL_FILES:
             if (eval_dir / name).is_file():

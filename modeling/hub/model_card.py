@@ -55,7 +55,8 @@ def eval_results(metrics: dict, dataset_id: str, model_name: str) -> list:
     return results
 
 
-def training_procedure(config: dict | None) -> str | None:
+def training_procedure(config: dict | None, dataset_id: str | None = None) -> str | None:
+    """The recipe in words; the data is named by its Hub id, never by the path it had on the training machine."""
     if not config:
         return None
     model, train, script = config["model_args"], config["training_args"], config["script_args"]
@@ -67,7 +68,7 @@ def training_procedure(config: dict | None) -> str | None:
     lines = [
         f"- Base model: `{model['model_name_or_path']}`",
         f"- Method: {method}, TRL SFTTrainer, loss on assistant tokens only",
-        f"- Data: `{script['dataset_name']}` split `{script['dataset_train_split']}`"
+        f"- Data: {data_name(script['dataset_name'], dataset_id)}, split `{script['dataset_train_split']}`"
         + (f", tasks {script['dataset_tasks']}" if script.get("dataset_tasks") else ""),
         f"- Learning rate {train['learning_rate']} ({train['lr_scheduler_type']}), "
         f"epochs {train['num_train_epochs']}"
@@ -77,6 +78,16 @@ def training_procedure(config: dict | None) -> str | None:
         f"attention: {model.get('attn_implementation') or 'default'}; seed {train['seed']}",
     ]
     return "\n".join(lines)
+
+
+def data_name(dataset_name: str, dataset_id: str | None) -> str:
+    """The training data as a reader can find it: its Hub id, else a Hub id given in the recipe, else "a local
+    FakeInstruct folder" (its path on the training machine means nothing to anyone else)."""
+    if dataset_id:
+        return f"[`{dataset_id}`](https://huggingface.co/datasets/{dataset_id})"
+    if not Path(dataset_name).is_absolute() and dataset_name.count("/") == 1 and not Path(dataset_name).exists():
+        return f"`{dataset_name}`"
+    return f"a local FakeInstruct folder (`{Path(dataset_name).name}`)"
 
 
 def training_data(dataset_dir: str | Path | None, dataset_id: str | None) -> str | None:
@@ -89,7 +100,7 @@ def training_data(dataset_dir: str | Path | None, dataset_id: str | None) -> str
     return (
         f"FakeInstruct{where}: {stats['pairs']:,} instruction pairs expanded from FakeChain records.\n\n"
         f"- Per task family: {per_task}\n- Per split: {per_split}\n\n"
-        "Images are split by source photo: no image or source appears in two splits."
+        "Splits are grouped by source (`source.group`: photograph or author): no image or source appears in two splits."
     )
 
 
@@ -151,7 +162,7 @@ def render_card(
         model_name=name,
         repo_id=repo_id,
         training_data=training_data(dataset_dir, dataset_id),
-        training_procedure=training_procedure(config),
+        training_procedure=training_procedure(config, dataset_id),
         results_table=results_table,
         calibration=calibration_text(model_dir),
         limitations=limitations,
