@@ -68,4 +68,6 @@ def test_every_fakeinstruct_command_in_one_convention():
 def test_the_check_finds_a_missing_spelling():
     with pytest.raises(AssertionError, match="--output_dir without --output-dir"):
         assert_both_spellings("  --output_dir DIR   where", "example")
-    assert_both_spellings("  --batch_size N, --batch-size N   rows; see pip --no-build-isolation", "prose is not an option")
+    assert_both_spellings(
+        "  --batch_size N, --batch-size N   rows; see pip --no-build-isolation", "prose is not an option"
+    )

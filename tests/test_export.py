@@ -30,6 +30,8 @@ def checkpoint(calibrated, tmp_path) -> Path:
     model = tmp_path / "model"
     shutil.copytree(calibrated[0], model)
     (model / "training_args.bin").write_bytes(b"\x80\x04pickle")
+    for name in ("trainer_state.json", "train_results.json", "all_results.json"):  # what a training run leaves
+        (model / name).write_text('{"epoch": 1.0}')
     return model
 
 
@@ -48,12 +50,18 @@ def test_export_folder_has_everything_and_a_card_with_the_metrics(checkpoint, ev
         "detector_config.json",
         "calibration/config.json",
         "calibration/model.safetensors",
-        "metrics.json",
+        "eval/metrics.json",
         "eval/results.md",
         "eval/roc.png",
+        "eval/reliability_diagram.png",
     ):
         assert required in names, required
     assert "training_args.bin" not in names
+    # what a user loads, and the run's record under logs/: nothing of the run's scratch at the root
+    for scratch in ("trainer_state.json", "train_results.json", "all_results.json", "calibration_report.json"):
+        assert scratch not in names and f"logs/{scratch}" in names, scratch
+    assert "reliability_diagram.png" not in names  # one diagram, under eval/, referenced once by the card
+    assert {n for n in names if n.startswith("calibration/")} == {"calibration/config.json", "calibration/model.safetensors"}
     meta = front_matter(out / "README.md")
     assert meta["pipeline_tag"] == "image-text-to-text" and meta["license"] == "apache-2.0"
     assert meta["library_name"] == "transformers"
@@ -66,9 +74,11 @@ def test_export_folder_has_everything_and_a_card_with_the_metrics(checkpoint, ev
     assert "| model (calibrated) |" in card and "| baseline: spectrum |" in card and "platt scaling head" in card
     assert "baseline: AUC difference" in card  # the card says whether the model beats each baseline
     assert "instruction pairs expanded from FakeChain records" in card  # training data from stats.json
-    assert json.loads((out / "metrics.json").read_text()) == json.loads(
+    assert json.loads((out / "eval" / "metrics.json").read_text()) == json.loads(
         Path(args.output_dir, "metrics.json").read_text()
     )
+    assert card.count("eval/reliability_diagram.png") == 1 and "[More Information Needed]" not in card
+    assert str(sample_data) not in card and str(tmp_path) not in card  # no path of the machine it was written on
 
 
 def test_detector_from_the_export_gives_identical_scores(checkpoint, evaluated, sample_data, tmp_path):

@@ -112,7 +112,15 @@ def test_recipes_exist():
         "llava-1.5-7b/sft/config_lora.yaml",
         "idefics3-8b/sft/config_lora.yaml",
     } <= names
-    assert {p.stem for p in ACCELERATE_CONFIGS} == {"ddp", "zero2", "zero3", "fsdp"}
+    assert {p.stem for p in ACCELERATE_CONFIGS} == {
+        "ddp",
+        "zero2",
+        "zero3",
+        "fsdp",
+        "ddp_cpu",
+        "zero2_cpu",
+        "zero3_cpu",
+    }
 
 
 @pytest.mark.parametrize("recipe", SFT_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))
@@ -176,7 +184,12 @@ def test_accelerate_config_is_valid(config):
     nested = {**cluster.deepspeed_config, **cluster.fsdp_config}
     unknown = [key for key in nested if key not in options]
     assert not unknown, unknown
-    assert cluster.num_processes == 8 and not cluster.use_cpu
+    if config.stem.endswith("_cpu"):  # 2 processes in fp32: DeepSpeed refuses bf16 that a CPU recipe does not use
+        gpu = ClusterConfig.from_yaml_file(config.with_name(config.stem.removesuffix("_cpu") + ".yaml"))
+        assert (cluster.num_processes, cluster.mixed_precision) == (2, "no")
+        assert cluster.distributed_type == gpu.distributed_type and cluster.deepspeed_config == gpu.deepspeed_config
+    else:
+        assert cluster.num_processes == 8 and cluster.mixed_precision == "bf16" and not cluster.use_cpu
 
 
 def test_launch_slurm_builds_one_launcher_per_node(tmp_path):

@@ -367,7 +367,7 @@ def test_ddp_two_cpu_processes(tiny_model, fakeinstruct_dir, tmp_path):
     out = tmp_path / "ddp"
     args = sft_args(tiny_model, fakeinstruct_dir, out, "--per_device_train_batch_size", "4")
     args += ["--per_device_eval_batch_size", str(EVAL_ROWS // 2)]
-    launcher = accelerate("ddp", "--multi_gpu", "--num_processes", "2", "--mixed_precision", "no")
+    launcher = accelerate("ddp_cpu")  # two processes, fp32: the CPU config the README shows
     output = run_sft(args, tmp_path / "ddp.log", launcher, probe=True)
     assert "training on 2 process(es): MULTI_CPU" in output  # DDP over gloo
     assert json.loads((out / "train_results.json").read_text())["world_size"] == 2
@@ -384,9 +384,27 @@ def test_deepspeed_zero_on_cpu(stage, processes, tiny_model, fakeinstruct_dir, t
     batch = 8 // processes
     args = sft_args(tiny_model, fakeinstruct_dir, out, "--per_device_train_batch_size", str(batch))
     args += ["--per_device_eval_batch_size", str(EVAL_ROWS // processes)]
-    launcher = accelerate(f"zero{stage}", "--num_processes", str(processes), "--mixed_precision", "no")
+    launcher = accelerate(f"zero{stage}_cpu", "--num_processes", str(processes))
     output = run_sft(args, tmp_path / f"zero{stage}.log", launcher, probe=True)
     assert f"training on {processes} process(es): DEEPSPEED, ZeRO stage {stage}" in output
     assert_loss_falls(out)
     assert_saved_safetensors_only(out)
     assert_reloads_to_trained_model(out, tiny_model, fakeinstruct_dir, tmp_path, eval_batch=EVAL_ROWS // processes)
+
+
+@pytest.mark.slow
+def test_readme_cpu_launch_runs_as_written(tiny_model, fakeinstruct_dir, tmp_path):
+    """The README's command for trying a recipe without GPUs, as written there (plus this test's model, data,
+    output folder and 2 steps): ZeRO-2 on 2 CPU processes, no flag added on the command line."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(t for t in readme.splitlines() if "accelerate_configs/zero2_cpu.yaml" in t and "scripts/sft.py" in t)
+    command = line.strip().rstrip("\\").split()
+    assert command[:4] == ["accelerate", "launch", "--config_file", "recipes/accelerate_configs/zero2_cpu.yaml"]
+    out = tmp_path / "readme"
+    command[0] = str(Path(sys.executable).with_name("accelerate"))
+    command += ["--model_name_or_path", str(tiny_model), "--dataset_name", str(fakeinstruct_dir)]
+    command += ["--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4"]
+    command += ["--do_eval", "false"]
+    output = run(command, tmp_path / "readme.log")
+    assert "training on 2 process(es): DEEPSPEED, ZeRO stage 2" in output
+    assert (out / "model.safetensors").is_file()

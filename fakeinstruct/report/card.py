@@ -16,7 +16,7 @@ ds = load_fakeinstruct("path/to/this/folder")  # DatasetDict; ds["train"][0]["im
 ```
 
 TRL's own `trl sft` trains on this folder as it is when run from inside it, where the paths resolve
-(`cd path/to/this/folder && trl sft --dataset_name . ...`). Published to the Hub (`scripts/push_to_hub.py
+(`cd path/to/this/folder && trl sft --dataset_name "$PWD" ...`). Published to the Hub (`scripts/push_to_hub.py
 --dataset_dir ... --dataset_repo_id ...`), the shards are written again with the image bytes embedded, so that
 `load_dataset(repo)` and `trl sft --dataset_name repo` need nothing else."""
 
