@@ -24,6 +24,7 @@ from pathlib import Path
 
 from fakeinstruct.drafting.draft import draft_manifest
 from fakeinstruct.drafting.review import export_packet, read_decisions, review_drafts
+from fakeinstruct.logs import setup_logging
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fakeinstruct" / "data" / "sample"
 LABEL_SOURCE = "generation pipeline (manifest.jsonl): native camera crop or Real-ESRGAN output"
@@ -63,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     add_dataclass_arguments(parser, Arguments)
     args = dataclass_from_args(Arguments, parser.parse_args())
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(fmt="%(message)s")
     sample = Path(args.sample)
     with tempfile.TemporaryDirectory() as tmp:
         manifest, drafts = Path(tmp) / "manifest.jsonl", Path(tmp) / "drafts.jsonl"

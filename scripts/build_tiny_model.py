@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import logging
 from pathlib import Path
 
 from fakeinstruct.arguments import HelpFormatter, both_spellings
+from fakeinstruct.logs import setup_logging
 from modeling.tiny.idefics3 import build_tiny_idefics3
 from modeling.tiny.llava import VISION_TOWERS, build_tiny_llava
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.vision is not None and args.arch != "llava":
         parser.error(f"--vision is for --arch llava; {args.arch} has its own tower")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(fmt="%(message)s")
     corpus = args.corpus.read_text(encoding="utf-8").splitlines() if args.corpus else None
     options = {"vision": args.vision} if args.vision is not None else {}
     BUILDERS[args.arch](

@@ -11,9 +11,9 @@ temperature or Platt scaling on those scores, saves the head in ``<model>/calibr
 
 from __future__ import annotations
 
-import logging
 import sys
 
+from fakeinstruct.logs import setup_logging
 from modeling.calibration.fit import CalibrateArguments, calibrate
 from modeling.recipes import recipe_parser
 
@@ -21,7 +21,7 @@ from modeling.recipes import recipe_parser
 def main(argv: list[str] | None = None) -> None:
     parser = recipe_parser((CalibrateArguments,), __doc__)
     (args,) = parser.parse_args_and_config(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         calibrate(args)
     except (OSError, ValueError) as err:

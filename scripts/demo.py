@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fakeinstruct.cli import main as fakeinstruct
+from fakeinstruct.logs import setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "fakeinstruct" / "data" / "sample"
@@ -53,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     add_dataclass_arguments(parser, DemoArguments)
     args = dataclass_from_args(DemoArguments, parser.parse_args())
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(fmt="%(message)s")
     out = Path(args.output_dir)
     chains = SAMPLE / "chains.jsonl"
 

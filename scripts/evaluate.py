@@ -11,9 +11,9 @@ output_dir/predictions.jsonl: a killed run resumes where it stopped.
 
 from __future__ import annotations
 
-import logging
 import sys
 
+from fakeinstruct.logs import setup_logging
 from modeling.evaluation.run import EvaluateArguments, evaluate
 from modeling.recipes import recipe_parser
 
@@ -21,7 +21,7 @@ from modeling.recipes import recipe_parser
 def main(argv: list[str] | None = None) -> None:
     parser = recipe_parser((EvaluateArguments,), __doc__)
     (args,) = parser.parse_args_and_config(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         evaluate(args)
     except (OSError, ValueError) as err:

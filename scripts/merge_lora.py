@@ -12,10 +12,10 @@ no adapter files, no remote code (modeling.training.merge).
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from fakeinstruct.arguments import HelpFormatter, both_spellings
+from fakeinstruct.logs import setup_logging
 from modeling.training.merge import merge_lora
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -44,7 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = make_parser().parse_args(argv)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    setup_logging()
     output_dir = args.output_dir or args.adapter_dir.with_name(args.adapter_dir.name + "-merged")
     merge_lora(
         args.adapter_dir,

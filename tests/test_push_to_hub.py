@@ -122,6 +122,7 @@ def test_push_to_hub_script_pushes_model_and_dataset(hub_endpoint, calibrated, e
     ]
     result = subprocess.run(argv, env=hub.env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "HTTP Request" not in result.stderr and "exported to" in result.stderr  # our lines, not the client's
     dataset = repo_files(hub, f"{hub.user}/fakeinstruct-sample", repo_type="dataset")
     assert "README.md" in dataset and any(p.endswith(".parquet") for p in dataset)
     text = (tmp_path / "publish" / "README.md").read_text()

@@ -9,6 +9,7 @@ import sys
 from fakeinstruct import __version__
 from fakeinstruct.arguments import HelpFormatter
 from fakeinstruct.errors import FakeInstructError
+from fakeinstruct.logs import setup_logging
 
 logger = logging.getLogger("fakeinstruct")
 
@@ -30,8 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose, args.quiet, fmt="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except FakeInstructError as err:
