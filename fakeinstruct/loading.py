@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fakeinstruct.files import resolve_inside
-from fakeinstruct.folder import FakeInstructFolder
+from fakeinstruct.folder import CONFIG_FILE, FakeInstructFolder
+
+__all__ = ["CONFIG_FILE", "load_fakeinstruct"]
 
 
 def load_fakeinstruct(path: str | Path, split: str | None = None):

@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fakeinstruct.folder import CONFIG_FILE
-from fakeinstruct.loading import load_fakeinstruct
+from fakeinstruct.loading import CONFIG_FILE, load_fakeinstruct
 
 logger = logging.getLogger(__name__)
 
-# The columns SFTTrainer reads. FakeInstruct's ``image`` is the relative path beside ``images``, and TRL's collator
-# would let it replace ``images``: ``image`` is kept only where there is no ``images`` column.
+# The columns SFTTrainer reads; TRL also takes a single ``image`` column, kept where there is no ``images`` column.
 TRL_COLUMNS = ("messages", "prompt", "completion", "images")
 
 
