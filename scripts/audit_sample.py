@@ -9,7 +9,7 @@ group (``source.group``: the photograph's author) in one fold:
 - ``natural_wording``: the words of the evidence of attributes judged *natural*. Blind review should leave them
   describing what is visible, so they should not predict the label much better than the pixels do.
 - ``all_wording``: the words of all evidence (anomalous verdicts included).
-- ``measurements``: the nine image measurements of ``fakeinstruct.drafting.measure``, the pixel-level yardstick.
+- ``measurements``: the nine image measurements the evaluation's measurement baseline uses, the pixel-level yardstick.
 
 The last line printed is a JSON object with the three AUCs.
 """
@@ -24,17 +24,6 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fakeinstruct" / "data" / "sample"
-MEASURES = (
-    "noise_std",
-    "hf_share",
-    "grid_ratio",
-    "lattice_ratio",
-    "halo",
-    "detail_ratio",
-    "saturation_mean",
-    "oversaturated_share",
-    "tonal_gap_share",
-)
 
 
 @dataclass
@@ -59,10 +48,11 @@ def grouped_auc(x, y: np.ndarray, groups: list[str], folds: int) -> float:
 
 
 def main() -> None:
+    from PIL import Image
     from sklearn.feature_extraction.text import CountVectorizer
 
     from fakeinstruct.arguments import HelpFormatter, add_dataclass_arguments, dataclass_from_args
-    from fakeinstruct.drafting.measure import measure_image
+    from modeling.evaluation.baselines import measurement_features
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     add_dataclass_arguments(parser, Arguments)
@@ -79,7 +69,7 @@ def main() -> None:
     for name, natural_only in (("natural_wording", True), ("all_wording", False)):
         x = CountVectorizer(binary=True, min_df=2).fit_transform([words(r, natural_only) for r in records])
         result[name] = grouped_auc(x, y, groups, args.folds)
-    x = np.array([[getattr(measure_image(chains.parent / r["image"]), k) for k in MEASURES] for r in records])
+    x = np.array([measurement_features(Image.open(chains.parent / r["image"])) for r in records])
     result["measurements"] = grouped_auc(x, y, groups, args.folds)
     for name, auc in result.items():
         print(f"{name:<16} AUC {auc:.3f}")

@@ -80,41 +80,41 @@ def blind_view(record: dict) -> dict:
     }
 
 
+def _lines(path: str | Path):
+    """(line number, text) of every non-blank line of a JSONL file (a UTF-8 BOM is skipped)."""
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line
+
+
 def read_drafts(path: str | Path) -> list[tuple[int, dict]]:
     """(line, record) for every draft; a line that is not a JSON object is an error naming it."""
     out = []
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FakeChainError(f"invalid JSON: {err.msg}", file=str(path), line=number) from err
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-                raise FakeChainError(
-                    "expected a FakeChain draft (a JSON object with an id)", file=str(path), line=number
-                )
-            out.append((number, record))
+    for number, line in _lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FakeChainError(f"invalid JSON: {err.msg}", file=str(path), line=number) from err
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            raise FakeChainError("expected a FakeChain draft (a JSON object with an id)", file=str(path), line=number)
+        out.append((number, record))
     return out
 
 
 def read_decisions(path: str | Path) -> list[tuple[int, Decision]]:
     """Every decision of a JSONL file; a bad one is an error naming the file, line and field."""
     out = []
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                decision = Decision.model_validate_json(line)
-            except ValidationError as err:
-                problem = err.errors(include_url=False)[0]
-                where = ".".join(str(p) for p in problem["loc"]) or None
-                raise FakeChainError(problem["msg"], file=str(path), line=number, field=where) from None
-            if (decision.id is None) == (decision.review_id is None):
-                raise FakeChainError("give exactly one of id and review_id", file=str(path), line=number, field="id")
-            out.append((number, decision))
+    for number, line in _lines(path):
+        try:
+            decision = Decision.model_validate_json(line)
+        except ValidationError as err:
+            problem = err.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in problem["loc"]) or None
+            raise FakeChainError(problem["msg"], file=str(path), line=number, field=where) from None
+        if (decision.id is None) == (decision.review_id is None):
+            raise FakeChainError("give exactly one of id and review_id", file=str(path), line=number, field="id")
+        out.append((number, decision))
     return out
 
 
