@@ -44,7 +44,7 @@ from fakeinstruct.generation.expand import Expander
 from fakeinstruct.templating.registry import load_registry
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fakeinstruct" / "data" / "sample" / "chains.jsonl"
-logger = logging.getLogger("benchmark_generate")
+logger = logging.getLogger("scripts.benchmark_generate")
 
 
 def build_input(chains: Path, work: Path, target_pairs: int) -> tuple[Path, int]:

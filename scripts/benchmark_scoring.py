@@ -33,7 +33,7 @@ SAMPLE_IMAGES = SAMPLE / "images"
 DEMO_RECIPE = ROOT / "recipes" / "tiny-llava" / "sft" / "config_demo.yaml"
 TEMPLATE = ROOT / "fakeinstruct" / "templates" / "detection" / "real_or_fake.yaml"
 WORD = re.compile(r"\b(real|fake)\b", re.IGNORECASE)
-logger = logging.getLogger("benchmark_scoring")
+logger = logging.getLogger("scripts.benchmark_scoring")
 
 
 def parse_label(text: str) -> str | None:

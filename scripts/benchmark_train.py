@@ -59,7 +59,7 @@ from fakeinstruct.arguments import HelpFormatter, both_spellings
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "tiny-llava" / "sft" / "config_demo.yaml"
 SAMPLE = ROOT / "fakeinstruct" / "data" / "sample" / "chains.jsonl"
-logger = logging.getLogger("benchmark_train")
+logger = logging.getLogger("scripts.benchmark_train")
 
 # The recipe fields the plain-TRL script passes to SFTConfig as they are (everything that changes the step).
 SFT_FIELDS = (

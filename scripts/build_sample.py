@@ -28,7 +28,7 @@ from fakeinstruct.logs import setup_logging
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fakeinstruct" / "data" / "sample"
 LABEL_SOURCE = "generation pipeline (manifest.jsonl): native camera crop or Real-ESRGAN output"
-logger = logging.getLogger("build_sample")
+logger = logging.getLogger("scripts.build_sample")
 
 
 @dataclass

@@ -38,7 +38,7 @@ class DemoArguments:
     )
 
 
-logger = logging.getLogger("demo")
+logger = logging.getLogger("scripts.demo")
 
 
 def stage(title: str, argv: list[str]) -> None:

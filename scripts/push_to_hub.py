@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except (ExportError, FakeInstructError, OSError, ValueError) as err:
         sys.exit(f"push_to_hub: {err}")
-    logging.getLogger("push_to_hub").info("exported to %s", where)
+    logging.getLogger("scripts.push_to_hub").info("exported to %s", where)
 
 
 if __name__ == "__main__":
