@@ -61,7 +61,10 @@ def test_export_folder_has_everything_and_a_card_with_the_metrics(checkpoint, ev
     for scratch in ("trainer_state.json", "train_results.json", "all_results.json", "calibration_report.json"):
         assert scratch not in names and f"logs/{scratch}" in names, scratch
     assert "reliability_diagram.png" not in names  # one diagram, under eval/, referenced once by the card
-    assert {n for n in names if n.startswith("calibration/")} == {"calibration/config.json", "calibration/model.safetensors"}
+    assert {n for n in names if n.startswith("calibration/")} == {
+        "calibration/config.json",
+        "calibration/model.safetensors",
+    }
     meta = front_matter(out / "README.md")
     assert meta["pipeline_tag"] == "image-text-to-text" and meta["license"] == "apache-2.0"
     assert meta["library_name"] == "transformers"

@@ -32,7 +32,13 @@ def test_push_then_pull_the_detector_back_bit_identical(hub_endpoint, calibrated
     export(model, repo_id=repo_id, eval_dir=evaluated[0].output_dir, token=hub.token)
     assert hub.calls["commit"] == commits_before + 1  # everything in one commit
     files = repo_files(hub, repo_id)
-    for name in ("README.md", "model.safetensors", "calibration/model.safetensors", "eval/metrics.json", "eval/roc.png"):
+    for name in (
+        "README.md",
+        "model.safetensors",
+        "calibration/model.safetensors",
+        "eval/metrics.json",
+        "eval/roc.png",
+    ):
         assert name in files, name
     info = hub.api.model_info(repo_id, files_metadata=True)
     lfs = {s.rfilename for s in info.siblings if s.lfs is not None}
