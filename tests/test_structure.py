@@ -85,6 +85,7 @@ LAYERS = [
     "fakeinstruct.arguments",
     "fakeinstruct.chain",
     "fakeinstruct.drafting",
+    "fakeinstruct.importers",
     "fakeinstruct.templating",
     "fakeinstruct.report",
     "fakeinstruct.generation",
