@@ -211,8 +211,12 @@ def build_fakebench(root: Path, n_fake: int = 3, n_real: int = 2) -> dict:
             }
         )
         klass.append(
-            {"image_id": name, "question": "Is this a fake image, yes or no?", "answer": "yes" if authenticity == 0
-             else "no", "authenticity": authenticity}
+            {
+                "image_id": name,
+                "question": "Is this a fake image, yes or no?",
+                "answer": "yes" if authenticity == 0 else "no",
+                "authenticity": authenticity,
+            }
         )
     folder = root / "Evaluation"
     folder.mkdir(parents=True, exist_ok=True)

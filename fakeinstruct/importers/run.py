@@ -65,6 +65,10 @@ class _Builder:
 
     def __call__(self, entry: Entry) -> tuple[bytes | None, tuple | None, list[FakeChainError], bool]:
         """(JSON line, (origin, label, decides), errors, needs a draft) for one entry."""
+        parts = entry.image.split("/")
+        if entry.image.startswith("/") or "\\" in entry.image or any(p in ("", ".", "..") for p in parts):
+            message = f"image {entry.image!r} must be a '/'-separated path inside the dataset root, without '..'"
+            return None, None, [entry.error(message, "image")], False
         try:
             size = self._size(entry)
         except FakeChainError as err:
