@@ -63,7 +63,7 @@ class GenerateConfig:
             "help": "keep the dataset's own split, named in this record field (e.g. source.origin, which "
             "`fakeinstruct import` writes as DATASET/SPLIT/CATEGORY): its test and validation records stay there, "
             "and its train records are dealt to train and validation by the --split ratios of those two (none "
-            "to validation when the dataset has its own); the test ratio is then unused"
+            "to validation when the dataset has its own); the test ratio is then unused",
         },
     )
     undecided: str = field(
