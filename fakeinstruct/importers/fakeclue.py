@@ -171,7 +171,8 @@ def _generator(image: str) -> str:
     return stem if stem and generator_family(stem) != "other" else "unknown"
 
 
-def _group(image: str) -> str | None:
+def group_of(image: str) -> str | None:
+    """The split group of a FakeClue image: the video folder of FF++ frames (None: the image itself)."""
     parts = image.split("/")[1:]  # without the split folder: one video is one group across splits
     if "frames" in parts[:-2]:
         return "/".join(parts[: parts.index("frames") + 2])
@@ -181,7 +182,7 @@ def _group(image: str) -> str | None:
 def to_entry(item: Item) -> Entry | FakeChainError:
     """The importer's entry for one FakeClue record."""
     where = origin(DATASET, item.split, item.category)
-    group = _group(item.image)
+    group = group_of(item.image)
     if item.label == "real":
         source = real_source(where, LICENSE, group)
     else:
