@@ -96,15 +96,40 @@ class PhrasesSpec(_Spec):
         return attributes
 
 
-def _alternation(phrases: Iterable[str]) -> re.Pattern | None:
-    """One regex matching any of ``phrases`` as whole words (longest first), in lower-cased text."""
-    parts = []
-    for phrase in sorted(set(phrases), key=lambda p: (-len(p), p)):
-        body = r"\s+".join(re.escape(word) for word in phrase.split())
-        start = r"(?<![a-z0-9])" if phrase[0].isalnum() else ""
-        end = r"(?![a-z0-9])" if phrase[-1].isalnum() else ""
-        parts.append(f"{start}{body}{end}")
-    return re.compile("|".join(parts)) if parts else None
+_TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case word tokens (hyphenated words are one token); "n't" reads as "not", a possessive 's is dropped."""
+    text = text.lower().replace("\u2019", "'").replace("n't", " not").replace("'s", "")
+    return _TOKEN.findall(text)
+
+
+class _Index:
+    """Phrases (as token sequences) found leftmost-longest in a token list: a dict lookup per token, not a regex
+    alternation over hundreds of phrases (that one tried every phrase at every character)."""
+
+    def __init__(self, phrases: Iterable[str]):
+        self.by_first: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        for phrase in set(phrases):
+            words = tuple(tokens(phrase))
+            if words:
+                self.by_first.setdefault(words[0], []).append((words, phrase))
+        for candidates in self.by_first.values():
+            candidates.sort(key=lambda c: -len(c[0]))
+
+    def find(self, words: list[str]) -> list[tuple[int, str]]:
+        """(start token index, phrase) of each non-overlapping match, left to right, longest first."""
+        found, i = [], 0
+        while i < len(words):
+            for candidate, phrase in self.by_first.get(words[i], ()):
+                if tuple(words[i : i + len(candidate)]) == candidate:
+                    found.append((i, phrase))
+                    i += len(candidate)
+                    break
+            else:
+                i += 1
+        return found
 
 
 class Phrases:
@@ -137,14 +162,15 @@ class Phrases:
                     raise FakeInstructError(f"alias {alias!r} names unknown attribute {name!r}", file=file)
                 self.aliases[alias] = name
         self._names = {phrase: tuple(sorted(names)) for phrase, names in keywords.items()}
-        self._keywords = _alternation(keywords)
+        self._keywords = _Index(keywords)
         self._verdict_phrases = verdict_phrases
-        self._specific = _alternation(verdict_phrases)
-        self._anomalous = _alternation(cues["anomalous"])
-        self._natural = _alternation(cues["natural"])
-        self._negations = {n for n in cues["negations"] if " " not in n and n != "n't"}
-        self._negation_phrases = [n for n in cues["negations"] if " " in n]
-        self._negates_nt = "n't" in cues["negations"]
+        self._specific = _Index(verdict_phrases)
+        self._cue_verdict = {phrase: "natural" for phrase in cues["natural"]}
+        self._cue_verdict.update({phrase: "anomalous" for phrase in cues["anomalous"]})
+        self._cues = _Index(self._cue_verdict)
+        negations = {" ".join(tokens(n)) for n in cues["negations"]}
+        self._negations = {n for n in negations if n and " " not in n}
+        self._negation_phrases = [n for n in negations if " " in n]
         self._order = {name: i for i, name in enumerate(taxonomy.names)}
 
     def rank(self, name: str) -> int:
@@ -156,53 +182,48 @@ class Phrases:
         name = " ".join(category.lower().split())
         return self.aliases.get(name)
 
-    def _negated(self, text: str, start: int) -> bool:
-        before = text[max(0, start - 60) : start]
-        words = re.findall(r"[a-z]+(?:n't)?|n't", before)[-_NEGATION_WINDOW:]
-        if any(w in self._negations or (self._negates_nt and w.endswith("n't")) for w in words):
+    def _negated(self, words: list[str], start: int) -> bool:
+        """Whether one of the few words before ``words[start]`` negates it ("no halos", "not natural")."""
+        window = words[max(0, start - _NEGATION_WINDOW) : start]
+        if any(w in self._negations for w in window):
             return True
-        tail = " ".join(words)
+        tail = " ".join(window)
         return any(phrase in tail for phrase in self._negation_phrases)
 
-    def polarity(self, sentence: str) -> str | None:
-        """``"anomalous"``, ``"natural"`` or None: what the sentence's cues say (an anomaly wins)."""
-        text = sentence.lower()
+    def _polarity(self, words: list[str]) -> str | None:
         found = set()
-        for pattern, verdict, other in (
-            (self._anomalous, "anomalous", "natural"),
-            (self._natural, "natural", "anomalous"),
-        ):
-            if pattern is None:
-                continue
-            for m in pattern.finditer(text):
-                found.add(other if self._negated(text, m.start()) else verdict)
+        for start, phrase in self._cues.find(words):
+            verdict = self._cue_verdict[phrase]
+            if self._negated(words, start):
+                verdict = "natural" if verdict == "anomalous" else "anomalous"
+            found.add(verdict)
         if "anomalous" in found:
             return "anomalous"
         return "natural" if found else None
 
+    def polarity(self, sentence: str) -> str | None:
+        """``"anomalous"``, ``"natural"`` or None: what the sentence's cues say (an anomaly wins)."""
+        return self._polarity(tokens(sentence))
+
     def match(self, sentence: str, default: str | None = None) -> list[tuple[str, str]]:
         """The (attribute, verdict) pairs one sentence gives, in taxonomy order; ``default`` is the verdict of a
         sentence whose cues say nothing (None: such a sentence is not evidence)."""
-        if self._keywords is None:
-            return []
-        text = sentence.lower()
+        words = tokens(sentence)
         names: set[str] = set()
-        for m in self._keywords.finditer(text):
-            names.update(self._names[" ".join(m.group(0).split())])
+        for _, phrase in self._keywords.find(words):
+            names.update(self._names[phrase])
         if not names:
             return []
         specific: dict[str, str] = {}
-        if self._specific is not None:
-            for m in self._specific.finditer(text):
-                phrase = " ".join(m.group(0).split())
-                flip = self._negated(text, m.start())
-                for name, verdict in self._verdict_phrases.get(phrase, {}).items():
-                    if flip:
-                        verdict = "natural" if verdict == "anomalous" else "anomalous"
-                    # an anomaly named anywhere in the sentence outweighs a natural phrase of the same attribute
-                    if specific.get(name) != "anomalous":
-                        specific[name] = verdict
-        general = self.polarity(sentence) or default
+        for start, phrase in self._specific.find(words):
+            flip = self._negated(words, start)
+            for name, verdict in self._verdict_phrases[phrase].items():
+                if flip:
+                    verdict = "natural" if verdict == "anomalous" else "anomalous"
+                # an anomaly named anywhere in the sentence outweighs a natural phrase of the same attribute
+                if specific.get(name) != "anomalous":
+                    specific[name] = verdict
+        general = self._polarity(words) or default
         found = []
         for name in sorted(names, key=self.rank):
             verdict = specific.get(name) or general
