@@ -14,12 +14,13 @@ come as ``FakeBench_images/{fake_images,real_images}``)::
 fakes, 1 for the 3,000 real images from COCO, ImageNet and DIV2K); FakeClue.json and FakeQA.json cover the 3,000
 fakes, 300 per ``generation_model`` (Glide, dalle3, sd, cogview2, dalle2, styleGAN, FuseDream, VQDM, midjourney,
 proGAN). **The public release leaves ``telltale_clues``, ``telltale_categories`` and every ``A*`` answer empty**: its
-README withholds the labelled descriptions ("to avoid corpus leakage"). This importer reads the labelled version in the same layout; on the public
-files no image has evidence text, and each is drafted from its image (``--missing_evidence draft``) or rejected.
-The format of a filled ``telltale_categories`` is not confirmed: a list, or names separated by commas or semicolons,
-are accepted; a name is mapped with the ``aliases`` of ``phrases.yaml`` (FakeBench's 14 FakeQA dimensions: texture,
-edges, clarity, light & shadow, layout, symmetry, reflection, perspective, shape, theme, content deficiency,
-distortion, unrealistic aspect, overall tone); an unknown name rejects the record.
+README withholds the labelled descriptions ("to avoid corpus leakage"). This importer reads the labelled version in
+the same layout; on the public files no image has evidence text, and each is drafted from its image
+(``--missing_evidence draft``) or rejected. The format of a filled ``telltale_categories`` is not confirmed: a list,
+or names separated by commas or semicolons, are accepted; a name is mapped with the ``aliases`` of ``phrases.yaml``
+(FakeBench's 14 FakeQA dimensions: texture, edges, clarity, light & shadow, layout, symmetry, reflection,
+perspective, shape, theme, content deficiency, distortion, unrealistic aspect, overall tone); an unknown name
+rejects the record.
 
 Where each FakeChain field comes from:
 
@@ -43,6 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fakeinstruct.chain.origin import make_origin as origin
+from fakeinstruct.chain.origin import normalize_split
 from fakeinstruct.errors import FakeChainError
 from fakeinstruct.importers.common import (
     Entry,
@@ -105,7 +107,7 @@ def _categories(value) -> list[str]:
 
 
 def read(root: Path, config: ImportConfig, report: ImportReport) -> Iterator[Entry | FakeChainError]:
-    if config.splits and SPLIT not in config.splits:
+    if config.splits and SPLIT not in {normalize_split(s) for s in config.splits}:
         return
     labels_path = find_file(root, "FakeClass.json")
     if labels_path is None:

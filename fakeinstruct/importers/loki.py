@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakeinstruct.chain.origin import make_origin as origin
+from fakeinstruct.chain.origin import normalize_split
 from fakeinstruct.errors import FakeChainError
 from fakeinstruct.importers.common import (
     Entry,
@@ -191,7 +192,7 @@ def _descriptions(record: dict, file: str, index: int) -> tuple[list[Passage], l
 
 
 def read(root: Path, config: ImportConfig, report: ImportReport) -> Iterator[Entry | FakeChainError]:
-    if config.splits and SPLIT not in config.splits:
+    if config.splits and SPLIT not in {normalize_split(s) for s in config.splits}:
         return
     judgements_path, open_path = find_file(root, JUDGEMENT_FILE), find_file(root, OPEN_ENDED_FILE)
     if judgements_path is None and open_path is None:
