@@ -121,6 +121,24 @@ def build_loki(root: Path, n: int = 6) -> dict:
                     "id": f"{cate}_tf_{ask}_{i}_0",
                 }
             )
+    # LOKI files some uuids twice, as .jpg and .png: two images
+    twin = "media_data/image/00000001-0000-5000-8000-000000000000.png"
+    place(images["real"][30], root / twin)
+    labels[twin] = ("real", "doc")
+    for ask, question in (("fake", LOKI_ASK_FAKE), ("real", LOKI_ASK_REAL)):
+        answer = "No" if ask == "fake" else "Yes"
+        judgements.append(
+            {
+                "image_path": twin,
+                "question": question,
+                "answer": answer,
+                "metric": "open-ended",
+                "modality": "image-text",
+                "question_type": f"image_tf_image_real_ask_{ask}_doc",
+                "choices": [],
+                "id": f"doc_tf_{ask}_99_0",
+            }
+        )
     extra = "media_data/image/ffffffff-0000-5000-8000-000000000000.png"
     place(images["fake"][40], root / extra)
     labels[extra] = ("fake", None)

@@ -38,7 +38,7 @@ def test_items_follow_the_benchmarks(fakeclue_root, loki_root):
     assert items[0].question == "Does the image looks real/fake?" and items[0].reference.startswith("This is a fake")
     assert items[0].image.is_file() and items[0].label == "fake" and items[0].category == "animal"
     questions, errors = loki_items(loki_root)
-    assert len(questions) == 12 and not errors  # every image asked both ways
+    assert len(questions) == 14 and not errors  # every image asked both ways
     ask_fake, ask_real = questions[0], questions[1]
     assert ask_fake.question.endswith("Answer with yes or no.") and "<image>" not in ask_fake.question
     assert (ask_fake.closed.positive, ask_real.closed.positive) == ("Yes", "No")  # the answer meaning fake
@@ -91,7 +91,7 @@ def test_loki_aggregate_is_balanced_per_category(loki_root):
     assert metrics["overall"]["accuracy"]["value"] == 0.5 and metrics["overall"]["auc"]["value"] == 0.5
     for category in ("animals", "sence", "doc"):
         m = metrics["per_category"][category]
-        assert m["n"] == 4 and m["loki_accuracy"]["value"] == 0.5
+        assert m["n"] == (6 if category == "doc" else 4) and m["loki_accuracy"]["value"] == 0.5
     assert metrics["overall"]["loki_accuracy"] == 0.5
     right = {
         item.key: {
@@ -134,5 +134,5 @@ def test_benchmark_runs_end_to_end(tiny_model, fakeclue_root, loki_root, tmp_pat
     argv = ["--benchmark", "loki", "--model", str(tiny_model), "--data", str(loki_root), "--output_dir", str(out)]
     _run_script([*argv, "--batch_size", "6", "--closed_max_new_tokens", "3", "--resamples", "100"])
     metrics = json.loads((out / "benchmark_metrics.json").read_text())
-    assert metrics["overall"]["n"] == 12 and set(metrics["per_category"]) == {"animals", "sence", "doc"}
+    assert metrics["overall"]["n"] == 14 and set(metrics["per_category"]) == {"animals", "sence", "doc"}
     assert "loki_accuracy" in metrics["overall"] and metrics["split"] == "test"

@@ -13,7 +13,7 @@ from fakeinstruct.cli import main
 from fakeinstruct.errors import FakeInstructError
 from fakeinstruct.generation import GenerateConfig, generate
 from fakeinstruct.generation.plan import own_split
-from fakeinstruct.importers.common import generator_family, make_id, read_json
+from fakeinstruct.importers.common import ImportReport, generator_family, make_id, read_json
 from fakeinstruct.importers.phrases import load_phrases, sentences
 
 
@@ -89,6 +89,11 @@ def test_helpers(tmp_path):
         "face-swap",
         "other",
     ]
+    report = ImportReport("loki", tmp_path, tmp_path / "c.jsonl")
+    for image, label in [("a.png", "fake")] * 3 + [("b.jpg", "real")] * 2 + [("c.JPEG", "real"), ("d.jpg", "fake")]:
+        report.count("LOKI/test/doc", label, True, image)
+    assert report.summary()["per_format"] == {"jpeg/fake": 1, "jpeg/real": 3, "png/fake": 3}
+    assert report.format_shortcut() == {"accuracy_from_format": 0.8571, "majority_baseline": 0.5714, "flagged": True}
     for encoding in ("utf-8", "utf-8-sig", "utf-16", "utf-16-le"):
         path = tmp_path / f"{encoding}.json"
         path.write_bytes(json.dumps([{"desc": "é"}]).encode(encoding))

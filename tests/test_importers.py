@@ -151,14 +151,17 @@ def test_loki_labels_regions_and_utf16(tmp_path):
     only_described = by_image["media_data/image/ffffffff-0000-5000-8000-000000000000.png"]
     assert only_described["label"] == "fake" and only_described["attributes"][0]["name"] == "shape"
     judged_only = [r for r in imported.values() if r["provenance"]["annotation"] == "machine"]
-    assert len(judged_only) == 5 and all(r["provenance"]["label_source"].startswith("LOKI") for r in judged_only)
+    assert len(judged_only) == 6 and all(r["provenance"]["label_source"].startswith("LOKI") for r in judged_only)
     assert {row["label"] for row in rows} == {"real", "fake"}
     assert all(imported[row["chain_id"]]["label"] == row["label"] for row in rows)
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["records"]["per_split"] == {
         "train": 0,
         "validation": 0,
-        "test": 7,
+        "test": 8,
     }
+    summary = json.loads((root / "chains.import.json").read_text())
+    assert summary["per_format"] == {"jpeg/fake": 3, "jpeg/real": 3, "png/fake": 1, "png/real": 1}
+    assert summary["format_shortcut"] == {"accuracy_from_format": 0.5, "majority_baseline": 0.5, "flagged": False}
 
 
 def test_loki_contradictions_and_missing_evidence(tmp_path):
@@ -176,7 +179,7 @@ def test_loki_contradictions_and_missing_evidence(tmp_path):
     assert any(m.startswith(f"{path}:1: answer: question_type says fake") for m in messages)
     assert any(m.startswith(f"{path}:2: answer: answer must be Yes or No") for m in messages)
     no_text = [m for m in messages if "no text that names a taxonomy attribute" in m]
-    assert len(no_text) == 5  # judged-only images: rejected instead of drafted
+    assert len(no_text) == 6  # judged-only images: rejected instead of drafted
     assert report.records == 2 and report.drafted == 0
     assert {r["label"] for r in records(root / "c.jsonl").values()} == {"fake"}
 

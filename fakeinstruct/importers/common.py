@@ -38,6 +38,8 @@ from fakeinstruct.errors import FakeChainError
 from fakeinstruct.importers.phrases import Phrases, sentences
 
 MAX_EVIDENCE_CHARS = 1200
+SHORTCUT_MARGIN = 0.05
+_FORMATS = {"jpg": "jpeg", "jpeg": "jpeg", "jpe": "jpeg", "tif": "tiff", "tiff": "tiff"}
 MAX_REASONING_STEPS = 16
 _ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]+")
 
@@ -310,6 +312,7 @@ class ImportReport:
     per_split: Counter = field(default_factory=Counter)
     per_label: Counter = field(default_factory=Counter)
     per_category: Counter = field(default_factory=Counter)
+    per_format: Counter = field(default_factory=Counter)  # (file format, label) -> records
     files: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -317,14 +320,37 @@ class ImportReport:
         self.rejected += 1
         self.errors.append(error)
 
-    def count(self, origin_: str, label: str, decides: bool | None) -> None:
-        """Count one written record by its ``source.origin``, label and ``evidence_decides_label``."""
+    def count(self, origin_: str, label: str, decides: bool | None, image: str) -> None:
+        """Count one written record by its ``source.origin``, label, ``evidence_decides_label`` and file format."""
         self.records += 1
+        suffix = image.rpartition(".")[2].lower()
+        self.per_format[(_FORMATS.get(suffix, suffix), label)] += 1
         self.per_split[split_named_in(origin_) or "(none)"] += 1
         self.per_label[label] += 1
         self.per_category[category_of(origin_) or "(none)"] += 1
         if decides is False:
             self.undecided += 1
+
+    def format_shortcut(self) -> dict:
+        """How well the file format alone predicts the label, against always guessing the majority label.
+
+        DESIGN.md's science protocol: a dataset whose classes come in different formats (LOKI's and FakeBench's fakes
+        are mostly PNG, their real images mostly JPEG) teaches a detector the format unless both classes are put
+        through the same post-processing; the import reports it (``flagged`` when the format beats the majority
+        guess by :data:`SHORTCUT_MARGIN` or more).
+        """
+        total = sum(self.per_format.values())
+        if not total:
+            return {"accuracy_from_format": None, "majority_baseline": None, "flagged": False}
+        formats = {f for f, _ in self.per_format}
+        by_format = sum(max(self.per_format[(f, "fake")], self.per_format[(f, "real")]) for f in formats)
+        majority = max(self.per_label.values())
+        accuracy, baseline = by_format / total, majority / total
+        return {
+            "accuracy_from_format": round(accuracy, 4),
+            "majority_baseline": round(baseline, 4),
+            "flagged": accuracy - baseline >= SHORTCUT_MARGIN,
+        }
 
     def summary(self, max_errors: int = 100) -> dict:
         return {
@@ -338,6 +364,8 @@ class ImportReport:
             "per_split": dict(sorted(self.per_split.items())),
             "per_label": dict(sorted(self.per_label.items())),
             "per_category": dict(sorted(self.per_category.items())),
+            "per_format": {f"{fmt}/{label}": n for (fmt, label), n in sorted(self.per_format.items())},
+            "format_shortcut": self.format_shortcut(),
             "files": self.files,
             "seconds": round(self.seconds, 2),
             "errors": [str(e) for e in self.errors[:max_errors]],

@@ -22,6 +22,10 @@ or names separated by commas or semicolons, are accepted; a name is mapped with 
 perspective, shape, theme, content deficiency, distortion, unrealistic aspect, overall tone); an unknown name
 rejects the record.
 
+The classes differ in file format (from the published image names): 1,343 of the 1,363 PNG files are fakes, all
+but 217 of the 1,786 ``.JPEG`` files (ImageNet's) are real. The import reports it (``format_shortcut`` in the
+summary, and a warning): launder both classes alike before training on them.
+
 Where each FakeChain field comes from:
 
 - ``id``: ``fakebench.<image_id stem>``; ``image``: ``FakeBench_images/<fake|real>_images/<image_id>`` (the folder

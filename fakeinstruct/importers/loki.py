@@ -21,9 +21,13 @@ the media from its Hub dataset (``bczhou/LOKI``, ``media_data.zip`` unpacked bes
   regions are floats in pixels, ``x, y`` the top-left corner; every question states "This is a fake image", and the
   94 of its images that are also judged are all fake there; 135 are not in the judgement file.
 
+The classes differ in file format: 1,068 of LOKI's 1,317 judged fakes are PNG, 551 of its 900 real images JPEG
+(counted in the published file). The import reports such a shortcut (``format_shortcut`` in the summary, and a
+warning): launder both classes alike before training on them (DESIGN.md, science protocol).
+
 Where each FakeChain field comes from (one record per image, its questions merged):
 
-- ``id``: ``loki.<image file stem>``; ``image``: ``image_path``.
+- ``id``: ``loki.<image file name>`` (some uuids come as both .jpg and .png, two images); ``image``: ``image_path``.
 - ``label``: the answer read with its question's polarity, checked against ``question_type`` and between the two
   questions of an image (a disagreement rejects the record); for an image only in the open-ended file, fake (its
   question says so).
@@ -255,7 +259,7 @@ def read(root: Path, config: ImportConfig, report: ImportReport) -> Iterator[Ent
         yield Entry(
             file=seen.get("text_file", file),
             index=seen.get("text_index", index),
-            id=make_id("loki", Path(image).stem),
+            id=make_id("loki", Path(image).name),  # LOKI has one uuid as .jpg and .png: the extension tells them apart
             image=image,
             label=seen["label"],
             source=source,

@@ -88,7 +88,7 @@ class _Builder:
                 where = ".".join(str(p) for p in problem["loc"]) or "(record)"
                 errors.append(entry.error(problem["msg"].removeprefix("Value error, "), where))
             return None, None, errors, False
-        meta = (chain.source.origin, chain.label, chain.provenance.evidence_decides_label)
+        meta = (chain.source.origin, chain.label, chain.provenance.evidence_decides_label, chain.image)
         return orjson.dumps(chain.to_data()) + b"\n", meta, [], False
 
 
@@ -169,7 +169,8 @@ def _draft(entries: list[Entry], config: ImportConfig, taxonomy: Taxonomy, repor
                     continue
                 data = chain.to_data()
                 handle.write(orjson.dumps(data) + b"\n")
-                report.count(data["source"]["origin"], data["label"], data["provenance"].get("evidence_decides_label"))
+                decides = data["provenance"].get("evidence_decides_label")
+                report.count(data["source"]["origin"], data["label"], decides, data["image"])
                 report.drafted += 1
 
 
@@ -215,4 +216,14 @@ def import_dataset(config: ImportConfig) -> ImportReport:
     report.seconds = time.perf_counter() - start
     write_text(summary_path(out), json.dumps(report.summary(), indent=2) + "\n")
     logger.info("%d records -> %s (%d rejected, %d drafted)", report.records, out, report.rejected, report.drafted)
+    shortcut = report.format_shortcut()
+    if shortcut["flagged"]:
+        logger.warning(
+            "the file format alone predicts the label for %.1f%% of the records (always guessing the majority label: "
+            "%.1f%%): put both classes through the same resize and JPEG before training, or a detector learns the "
+            "format (per format and label: %s)",
+            100 * shortcut["accuracy_from_format"],
+            100 * shortcut["majority_baseline"],
+            report.summary()["per_format"],
+        )
     return report
