@@ -204,7 +204,10 @@ def import_dataset(config: ImportConfig) -> ImportReport:
                 if config.missing_evidence == "draft":
                     to_draft.append(entry)
                 else:
-                    report.add_error(entry.error("its source gives no text that names a taxonomy attribute"))
+                    message = (
+                        "its source gives no text that names a taxonomy attribute (--missing_evidence draft drafts it)"
+                    )
+                    report.add_error(entry.error(message))
             else:
                 handle.write(line)
                 report.count(*meta)
