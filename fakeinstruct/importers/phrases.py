@@ -120,15 +120,15 @@ class _Index:
 
     def find(self, words: list[str]) -> list[tuple[int, str]]:
         """(start token index, phrase) of each non-overlapping match, left to right, longest first."""
-        found, i = [], 0
-        while i < len(words):
-            for candidate, phrase in self.by_first.get(words[i], ()):
-                if tuple(words[i : i + len(candidate)]) == candidate:
+        by_first, found, end = self.by_first, [], 0
+        for i in [i for i, word in enumerate(words) if word in by_first]:  # most words start no phrase
+            if i < end:
+                continue
+            for candidate, phrase in by_first[words[i]]:
+                if len(candidate) == 1 or tuple(words[i : i + len(candidate)]) == candidate:
                     found.append((i, phrase))
-                    i += len(candidate)
+                    end = i + len(candidate)
                     break
-            else:
-                i += 1
         return found
 
 
