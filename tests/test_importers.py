@@ -113,6 +113,9 @@ def test_fakeclue_bad_records_are_rejected_one_by_one(tmp_path, capsys):
     assert f"{train}:3: image: image file not found: train/animal/real/missing.jpg" in err
     assert any(line.startswith(f"{train}:4: conversations") and "says 'real'" in line for line in err)
     assert len(records(chains)) == 2
+    rejected = [json.loads(line) for line in (root / "chains.rejected.jsonl").read_text().splitlines()]
+    found = sorted((r["index"], r["field"] or "") for r in rejected)
+    assert found == [(1, "label"), (2, "image"), (3, "image"), (4, "conversations"), (6, "")]
     assert main(["import", "fakeclue", str(root), "--out", str(chains), "--no-progress", "--strict"]) == 1
     train.write_text("[]")
     assert main(["import", "fakeclue", str(root), "--out", str(chains), "--no-progress"]) == 2  # nothing to import

@@ -6,7 +6,7 @@ workers). An entry whose source has no text to take evidence from is drafted fro
 others, marked machine-only; with ``missing_evidence="error"`` it is rejected. Every rejected source record is one
 :class:`~fakeinstruct.errors.FakeChainError` (source file, index, field) in the report; the rest is imported, as
 ``fakeinstruct validate`` does with bad lines. The output is written atomically, with a summary beside it
-(``<out stem>.import.json``).
+(``<out stem>.import.json``) and, when something was rejected, every rejection (``<out stem>.rejected.jsonl``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 
 def summary_path(out: Path) -> Path:
     return out.with_name(out.stem + ".import.json")
+
+
+def rejected_path(out: Path) -> Path:
+    """Every rejection of the last run, one JSON object a line: file, index, field, message."""
+    return out.with_name(out.stem + ".rejected.jsonl")
 
 
 class _Builder:
@@ -218,6 +223,12 @@ def import_dataset(config: ImportConfig) -> ImportReport:
             _draft(to_draft, config, taxonomy, report, handle)
     report.seconds = time.perf_counter() - start
     write_text(summary_path(out), json.dumps(report.summary(), indent=2) + "\n")
+    rejected = rejected_path(out)
+    if report.errors:  # written only when something was rejected, so that its presence means this run rejected
+        lines = ({"file": e.file, "index": e.line, "field": e.field, "message": e.message} for e in report.errors)
+        write_text(rejected, "".join(json.dumps(line) + "\n" for line in lines))
+    elif rejected.exists():
+        rejected.unlink()
     logger.info("%d records -> %s (%d rejected, %d drafted)", report.records, out, report.rejected, report.drafted)
     shortcut = report.format_shortcut()
     if shortcut["flagged"]:
