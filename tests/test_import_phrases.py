@@ -161,3 +161,36 @@ def test_split_from_refuses_records_without_a_split(tmp_path):
         generate(config)
     with pytest.raises(SystemExit):
         main(["generate", str(chains), "--out", str(tmp_path / "o"), "--split-from", "source.license"])
+
+
+def test_records_whose_text_does_not_decide_their_label_say_so():
+    from fakeinstruct.chain import FakeChain
+    from fakeinstruct.chain.taxonomy import default_taxonomy
+    from fakeinstruct.importers.common import Entry, Passage, build_record
+
+    def record(label, text):
+        source = {"generator": "camera", "family": "real-camera", "origin": "D/test", "license": "x"}
+        if label == "fake":
+            source = {**source, "generator": "g", "family": "other"}
+        entry = Entry("f.json", 3, "d.1", "img.jpg", label, source, "D f.json: label", "D", "the D text", "human")
+        entry.passages = [Passage(text)]
+        data = build_record(entry, load_phrases(), default_taxonomy(), None)
+        return data, FakeChain.model_validate(data)  # valid FakeChain 1.1 whatever the verdicts say
+
+    data, _ = record("real", "The shadows are inconsistent.")
+    assert data["provenance"]["evidence_decides_label"] is False
+    assert data["conclusion"].startswith("D labels this image a real photograph, although according to the D text")
+    assert "conclusion" in data["provenance"]["machine_fields"]
+    data, _ = record("fake", "The lighting is natural.")
+    assert data["provenance"]["evidence_decides_label"] is False and "no trait is anomalous" in data["conclusion"]
+    data, _ = record("fake", "The lighting is odd.")
+    assert data["provenance"]["evidence_decides_label"] is True
+    assert (
+        data["conclusion"]
+        == "The image is AI-generated: according to the D text, the lighting and shadows show generator traces."
+    )
+    assert data["provenance"]["annotation"] == "human+machine" and data["reasoning"] == ["The lighting is odd."]
+    assert (
+        build_record(Entry("f", 0, "d.2", "i.jpg", "real", {}, "l", "D"), load_phrases(), default_taxonomy(), None)
+        is None
+    )

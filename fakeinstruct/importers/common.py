@@ -140,7 +140,7 @@ class Entry:
     source: dict
     label_source: str
     dataset: str
-    text_kind: str = ""  # what the source text is, e.g. "FakeClue explanation"
+    text_kind: str = ""  # what the source text is, e.g. "the FakeClue explanation"
     text_author: str = "human"  # who wrote the source text: human or machine
     passages: list[Passage] = field(default_factory=list)
     # evidence the source gives per attribute: (taxonomy name, verdict, evidence text)
@@ -230,26 +230,25 @@ def _reasoning(entry: Entry) -> list[str]:
 
 
 def _conclusion(entry: Entry, attributes: list[dict], decided: bool, taxonomy: Taxonomy) -> str:
+    """The importer's conclusion: the source gives none, or its own does not follow from the evidence by the rule."""
     anomalous = [a["name"] for a in attributes if a["verdict"] == "anomalous"]
     natural = [a["name"] for a in attributes if a["verdict"] == "natural"]
-    what = entry.text_kind or f"{entry.dataset}'s text"
+    what, dataset = entry.text_kind or f"{entry.dataset}'s text", entry.dataset
+    if entry.label == "fake" and decided:
+        return f"The image is AI-generated: according to {what}, the {_titles(anomalous, taxonomy)} show generator traces."
     if entry.label == "fake":
-        if decided:
-            return (
-                f"The image is AI-generated: {what} points to generator traces in the {_titles(anomalous, taxonomy)}."
-            )
         return (
-            f"{entry.dataset} labels this image AI-generated, but {what} names no anomalous trait that decides it by "
-            f"itself, so the label rests on {entry.dataset} alone."
+            f"{dataset} labels this image AI-generated, but according to {what} no trait is anomalous enough to "
+            f"decide it by the fixed rule, so the label rests on {dataset} alone."
         )
+    if decided and natural:
+        return f"The image is a real photograph: according to {what}, the {_titles(natural, taxonomy)} look natural."
     if decided:
-        if natural:
-            return f"The image is a real photograph: {what} finds the {_titles(natural, taxonomy)} natural."
-        return f"The image is a real photograph: {what} names no generator trace."
+        return f"The image is a real photograph: according to {what}, nothing shows a generator trace."
     return (
-        f"{entry.dataset} labels this image a real photograph, although {what} names anomalies in the "
-        f"{_titles(anomalous, taxonomy)}; by the fixed rule they would point to a generator, so the label rests on "
-        f"{entry.dataset} alone."
+        f"{dataset} labels this image a real photograph, although according to {what} the "
+        f"{_titles(anomalous, taxonomy)} look anomalous; by the fixed rule they would point to a generator, so the "
+        f"label rests on {dataset} alone."
     )
 
 
@@ -276,7 +275,7 @@ def build_record(entry: Entry, phrases: Phrases, taxonomy: Taxonomy, size: tuple
         machine = sorted(set(machine) | set(quoted))
     drafted_by = (
         f"fakeinstruct import {__version__}: attribute names and verdicts inferred by phrase matching; "
-        f"{', '.join(quoted)} quoted from the {entry.text_kind or entry.dataset}"
+        f"{', '.join(quoted)} quoted from {entry.text_kind or entry.dataset}"
     )
     return {
         "schema_version": SCHEMA_VERSION,

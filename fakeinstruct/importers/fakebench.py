@@ -66,7 +66,7 @@ from fakeinstruct.importers.phrases import load_phrases, sentences
 DATASET = "FakeBench"
 SPLIT = "test"
 LICENSE = "CC BY-NC (FakeBench README: non-commercial research use)"
-TEXT_KIND = "FakeBench telltale clues"
+TEXT_KIND = "FakeBench's telltale clues"
 IMAGES = "FakeBench_images"
 _DIMENSION = re.compile(r"^(?:how (?:is|are) the|is there|is it)\s+(.+?)\s+regarding\b", re.IGNORECASE)
 

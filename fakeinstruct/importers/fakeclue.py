@@ -62,7 +62,7 @@ from fakeinstruct.importers.phrases import sentences
 
 DATASET = "FakeClue"
 LICENSE = "Apache-2.0 (FakeClue dataset card, lingcco/FakeClue)"
-TEXT_KIND = "FakeClue explanation"
+TEXT_KIND = "the FakeClue explanation"
 _VERDICT = re.compile(
     r"^\W*this\s+(?:image\s+|picture\s+|photo\s+)?(?:is|appears to be|looks)\s+(?:an?\s+)?"
     r"(real|fake|authentic|genuine|synthetic|ai-generated|generated)\b",

@@ -68,7 +68,7 @@ from fakeinstruct.importers.config import ImportConfig
 DATASET = "LOKI"
 SPLIT = "test"
 LICENSE = "Apache-2.0 (LOKI dataset card, bczhou/LOKI)"
-TEXT_KIND = "LOKI annotators' description"
+TEXT_KIND = "the LOKI annotators' descriptions"
 JUDGEMENT_FILE, OPEN_ENDED_FILE = "true_or_false.json", "open_ended_vqa.json"
 POST_PROMPT = "Answer with yes or no."  # LOKI's lm_evaluate appends it to every judgement question
 _TYPE = re.compile(r"image_(real|fake)_ask_(real|fake)_(.+)$")
