@@ -12,6 +12,7 @@ from importer_fixtures import build_fakebench, build_fakeclue, build_genimage, b
 
 from fakeinstruct.chain.validate import validate_chains
 from fakeinstruct.cli import main
+from fakeinstruct.errors import FakeInstructError
 from fakeinstruct.generation import GenerateConfig, generate
 from fakeinstruct.importers import ImportConfig, import_dataset
 
@@ -261,6 +262,6 @@ def test_plain_real_fake_folders_need_ratio_splits(tmp_path):
     assert {r["source"]["origin"] for r in imported.values()} == {"mine"}
     assert {r["source"]["generator"] for r in imported.values() if r["label"] == "fake"} == {"my-gan"}
     out = tmp_path / "out"
-    with pytest.raises(Exception, match="4 record\\(s\\) name no split"):
+    with pytest.raises(FakeInstructError, match="4 record\\(s\\) name no split"):
         generate(GenerateConfig(chains=str(chains), out=str(out), split_from="source.origin", progress=False))
     assert generate(GenerateConfig(chains=str(chains), out=str(out), progress=False, overwrite=True)).records == 4
