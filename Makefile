@@ -38,6 +38,7 @@ slow_test: install  ## multi-process, DeepSpeed and long tests
 
 bench: install  ## the benchmarks of benchmarks/*.md (minutes; run on a quiet machine)
 	$(BIN)/python scripts/benchmark_generate.py --pairs 2000000 --workers 2
+	$(BIN)/python scripts/benchmark_import.py --workers 2
 	$(BIN)/python scripts/benchmark_train.py
 	$(BIN)/python scripts/benchmark_scoring.py --images 192 --batch-size 16
 

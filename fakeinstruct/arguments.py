@@ -68,7 +68,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, *, exclude: tu
         kind = _base_type(hints[field.name])
         kwargs: dict[str, Any] = {"help": meta.get("help", ""), "dest": field.name}
         if meta.get("positional"):
-            parser.add_argument(field.name, help=kwargs["help"], type=meta.get("parse", str))
+            parser.add_argument(
+                field.name, help=kwargs["help"], type=meta.get("parse", str), metavar=meta.get("metavar")
+            )
             continue
         if kind is bool:
             if default is True:

@@ -15,7 +15,7 @@ def test_schema_command(tmp_path, capsys):
     assert json.loads((tmp_path / "s.json").read_text()) == schema
 
 
-@pytest.mark.parametrize("command", ["schema", "validate", "generate", "templates", "taxonomy", "draft"])
+@pytest.mark.parametrize("command", ["schema", "validate", "generate", "templates", "taxonomy", "draft", "import"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])

@@ -1,9 +1,11 @@
 """The shape of the code: imports run one way (no cycle in fakeinstruct/), and fakeinstruct never needs torch."""
 
 import ast
+import fnmatch
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,6 +88,7 @@ LAYERS = [
     "fakeinstruct.arguments",
     "fakeinstruct.chain",
     "fakeinstruct.drafting",
+    "fakeinstruct.importers",
     "fakeinstruct.templating",
     "fakeinstruct.report",
     "fakeinstruct.generation",
@@ -105,3 +108,16 @@ def test_fakeinstruct_layers_import_downwards_only():
         for edge in edges:
             if part(edge) != part(name) and part(edge) != "fakeinstruct":
                 assert LAYERS.index(part(edge)) < LAYERS.index(part(name)), f"{name} imports {edge}"
+
+
+def test_package_data_ships_every_file_of_the_bundled_sample():
+    """An installed (non-editable) package must carry the sample the demo and `load_sample` read."""
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["fakeinstruct"]
+    package = ROOT / "fakeinstruct"
+    sample = package / "data" / "sample"
+    files = [
+        p.relative_to(package).as_posix() for p in sample.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ]
+    assert files
+    missed = [f for f in files if not any(fnmatch.fnmatch(f, g.replace("**/", "*")) for g in globs)]
+    assert not missed, f"not in [tool.setuptools.package-data]: {missed}"

@@ -15,7 +15,7 @@ logger = logging.getLogger("fakeinstruct")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fakeinstruct.cli import chains, draft, generate, review
+    from fakeinstruct.cli import chains, draft, generate, importing, review
 
     parser = argparse.ArgumentParser(
         prog="fakeinstruct", description="FakeChain -> FakeInstruct instruction data.", formatter_class=HelpFormatter
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (chains, generate, draft, review):
+    for module in (chains, generate, draft, review, importing):
         module.add_commands(sub)
     return parser
 

@@ -7,7 +7,7 @@ import sys
 
 from fakeinstruct.arguments import HelpFormatter, both_spellings
 
-SCHEMAS = ("fakechain", "template", "taxonomy")
+SCHEMAS = ("fakechain", "template", "taxonomy", "phrases")
 
 
 def _cmd_schema(args) -> int:
@@ -15,6 +15,10 @@ def _cmd_schema(args) -> int:
         from fakeinstruct.templating.spec import TemplateSpec
 
         schema = TemplateSpec.model_json_schema()
+    elif args.what == "phrases":
+        from fakeinstruct.importers.phrases import PhrasesSpec
+
+        schema = PhrasesSpec.model_json_schema()
     elif args.what == "taxonomy":
         from fakeinstruct.chain.taxonomy import TaxonomySpec
 
@@ -64,8 +68,9 @@ def _cmd_taxonomy(args) -> int:
 def add_commands(sub) -> None:
     p = sub.add_parser(
         "schema",
-        help="print the JSON Schema of a FakeChain record, a template file or a taxonomy file",
-        description="Print the JSON Schema of a FakeChain record (default), a template file or a taxonomy file.",
+        help="print the JSON Schema of a FakeChain record, a template, taxonomy or phrases file",
+        description="Print the JSON Schema of a FakeChain record (default), a template file, a taxonomy file or a "
+        "phrases file (fakeinstruct import --phrases).",
         formatter_class=HelpFormatter,
     )
     p.add_argument("what", nargs="?", default="fakechain", choices=SCHEMAS, help="which schema")

@@ -11,6 +11,8 @@ from fakeinstruct.generation.splits import parse_ratios
 
 IMAGE_MODES = ("relative", "embed")
 UNDECIDED = ("inconclusive", "exclude")
+# record fields that may name a dataset's own split (see GenerateConfig.split_from and fakeinstruct.chain.origin)
+SPLIT_FIELDS = ("source.origin", "source.group", "id", "image")
 # Fields that do not change the output: a resumed run may differ in these.
 NOT_OUTPUT = ("workers", "overwrite", "progress", "out", "chains", "root", "template_dirs", "taxonomy", "strict")
 
@@ -52,6 +54,16 @@ class GenerateConfig:
             "default_text": "0.8,0.1,0.1",
             "metavar": "TRAIN,VAL,TEST",
             "help": "split ratios",
+        },
+    )
+    split_from: str | None = field(
+        default=None,
+        metadata={
+            "choices": SPLIT_FIELDS,
+            "help": "keep the dataset's own split, named in this record field (e.g. source.origin, which "
+            "`fakeinstruct import` writes as DATASET/SPLIT/CATEGORY): its test and validation records stay there, "
+            "and its train records are dealt to train and validation by the --split ratios of those two (none "
+            "to validation when the dataset has its own); the test ratio is then unused",
         },
     )
     undecided: str = field(
@@ -97,5 +109,9 @@ class GenerateConfig:
             raise FakeInstructError("--images embed needs --file-format parquet and a trl or prompt-completion format")
         if self.undecided not in UNDECIDED:
             raise FakeInstructError(f"undecided must be one of {', '.join(UNDECIDED)}", field="undecided")
+        if self.split_from is not None and self.split_from not in SPLIT_FIELDS:
+            raise FakeInstructError(
+                f"split_from must be one of {', '.join(SPLIT_FIELDS)}, got {self.split_from!r}", field="split_from"
+            )
         if self.workers < 1 or self.shard_size < 1:
             raise FakeInstructError("workers and shard size must be at least 1")

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
 
+from fakeinstruct.chain.origin import normalize_split, split_named_in
 from fakeinstruct.chain.reader import read_chains
-from fakeinstruct.errors import FakeChainError
+from fakeinstruct.errors import FakeChainError, FakeInstructError
 from fakeinstruct.generation.context import GenerationContext
 from fakeinstruct.generation.records import Plan, RecordRef, ShardSpec, review_summary
 from fakeinstruct.generation.splits import SPLITS, assign_splits, components
@@ -51,6 +53,22 @@ def _canonical(line) -> bool:
     )
 
 
+def own_split(data: dict, field_path: str) -> str | None:
+    """The dataset split that the record field ``field_path`` (dotted, e.g. ``source.origin``) names, if any.
+
+    ``source.origin`` is read as ``<dataset>/<split>[/<category>]`` (:mod:`fakeinstruct.chain.origin`); any other
+    field's first ``/``- or ``.``-separated part that is a split name counts (``train/cat/1.jpg``, ``x.test.7``).
+    """
+    value = data
+    for key in field_path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if not isinstance(value, str):
+        return None
+    if field_path == "source.origin":
+        return split_named_in(value)
+    return next((normalize_split(p) for p in re.split(r"[/.]", value) if normalize_split(p)), None)
+
+
 def scan_range(context: GenerationContext, byte_range: tuple[int, int]) -> tuple[tuple[list, ...], list, int, int]:
     """Worker task: validate the lines of one byte range; line numbers count from 1 at the range start.
 
@@ -61,7 +79,7 @@ def scan_range(context: GenerationContext, byte_range: tuple[int, int]) -> tuple
     config, expander = context.config, context.expander
     start, end = byte_range
     columns: tuple[list, ...] = tuple([] for _ in RecordRef.__slots__)
-    numbers, offsets, lengths, ids, images, groups, counts, canonical, labels, calls, decided, advice = columns
+    numbers, offsets, lengths, ids, images, groups, counts, canonical, labels, calls, decided, advice, own = columns
     errors, rejected = [], 0
     lines = read_chains(
         config.chains,
@@ -89,6 +107,7 @@ def scan_range(context: GenerationContext, byte_range: tuple[int, int]) -> tuple
             decided.append(chain.provenance.evidence_decides_label)
             anomalous = any(a.verdict == "anomalous" for a in chain.attributes)
             advice.append("own" if chain.enhancement else "taxonomy" if anomalous else "none")
+            own.append(own_split(line.data, config.split_from) if config.split_from else None)
         else:
             rejected += 1
             errors += line.errors
@@ -143,19 +162,44 @@ def image_prefix(paths: Iterable[str]) -> str:
     return "".join(f"{folder}/" for folder in folders or ())
 
 
-def plan_shards(refs: list[RecordRef], ratios: dict[str, float], seed: int, shard_size: int) -> Plan:
+def _own_splits(refs: list[RecordRef], ratios: dict[str, float], seed: int, split_from: str) -> dict[str, str]:
+    """Each record's dataset split; the dataset's train records dealt to train and validation by their two ratios
+    (grouped, as usual) unless the dataset has a validation split of its own."""
+    missing = [r for r in refs if r.own_split is None]
+    if missing:
+        raise FakeInstructError(
+            f"--split_from {split_from}: {len(missing)} record(s) name no split (train, validation or test), the "
+            f"first {missing[0].id!r} on line {missing[0].line}",
+            field="split_from",
+        )
+    split_of = {r.id: r.own_split for r in refs}
+    train = [(r.id, r.image, r.group) for r in refs if r.own_split == "train"]
+    share = ratios["train"] + ratios["validation"]
+    if train and ratios["validation"] > 0 and not any(r.own_split == "validation" for r in refs):
+        dealt = {"train": ratios["train"] / share, "validation": ratios["validation"] / share, "test": 0.0}
+        split_of.update(assign_splits(train, dealt, seed))
+    return split_of
+
+
+def plan_shards(
+    refs: list[RecordRef], ratios: dict[str, float], seed: int, shard_size: int, split_from: str | None = None
+) -> Plan:
+    """Assign splits (by ``ratios``, or the dataset's own with ``split_from``) and plan every shard."""
     prefix = image_prefix(r.image for r in refs)
     keys = [(r.id, r.image, r.group) for r in refs]
     component_of = components(keys)
-    split_of = assign_splits(keys, ratios, seed, component_of=component_of)
-    # components in order of their first record, each with its records in file order
-    members: dict[str, list[RecordRef]] = {}
+    if split_from:
+        split_of = _own_splits(refs, ratios, seed, split_from)
+    else:
+        split_of = assign_splits(keys, ratios, seed, component_of=component_of)
+    # components in order of their first record, each with its records in file order (with the dataset's own
+    # splits, a component the dataset put in two splits is one part per split)
+    members: dict[tuple[str, str], list[RecordRef]] = {}
     for ref in refs:
-        members.setdefault(component_of[ref.id], []).append(ref)
+        members.setdefault((component_of[ref.id], split_of[ref.id]), []).append(ref)
     shards: list[ShardSpec] = []
     current = {split: ShardSpec(split, 0, image_prefix=prefix) for split in SPLITS}
-    for records in members.values():
-        split = split_of[records[0].id]
+    for (_, split), records in members.items():
         shard = current[split]
         for ref in records:
             shard.records.append((ref.offset, ref.length, ref.line, ref.canonical))
@@ -167,4 +211,18 @@ def plan_shards(refs: list[RecordRef], ratios: dict[str, float], seed: int, shar
     shards.sort(key=lambda s: (SPLITS.index(s.split), s.index))
     counts = Counter(split_of[r.id] for r in refs)
     per_split = {s: counts[s] for s in SPLITS}
-    return Plan(shards, len(refs), per_split, sum(s.planned_pairs for s in shards), prefix, review_summary(refs))
+    review = review_summary(refs)
+    if split_from:
+        spans: dict[str, set[str]] = {}
+        for component, split in members:
+            spans.setdefault(component, set()).add(split)
+        shared = sum(len(records) for (component, _), records in members.items() if len(spans[component]) > 1)
+        if shared:
+            logger.warning(
+                "%d record(s) share an image or source group with a record of another split of the dataset "
+                "(--split_from %s keeps the dataset's split as it is)",
+                shared,
+                split_from,
+            )
+        review["dataset_split"] = {"field": split_from, "records_sharing_a_group_across_splits": shared}
+    return Plan(shards, len(refs), per_split, sum(s.planned_pairs for s in shards), prefix, review)

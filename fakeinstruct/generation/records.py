@@ -31,6 +31,8 @@ class RecordRef:
     call: str | None
     decided: bool | None
     advice: str
+    # the dataset's own split (train, validation or test), read from GenerateConfig.split_from; None without it
+    own_split: str | None = None
 
 
 @dataclass

@@ -54,6 +54,8 @@ def _file_sha256(path: Path) -> str:
 def _identity(config: GenerateConfig, registry, chains_sha256: str) -> dict:
     """What the output depends on. A folder written under another identity is never resumed into."""
     identity = {k: v for k, v in asdict(config).items() if k not in NOT_OUTPUT}
+    if identity.get("split_from") is None:  # folders written before the option existed keep their identity
+        identity.pop("split_from", None)
     identity.update(
         fakeinstruct_version=__version__,
         schema_version=SCHEMA_VERSION,
@@ -90,7 +92,7 @@ def generate(config: GenerateConfig) -> GenerateResult:
         with ThreadPoolExecutor(1) as hasher:
             chains_sha256 = hasher.submit(_file_sha256, chains_path)
             refs, rejected = scan(chains_path, workers.map(scan_range, byte_ranges(chains_path, config.workers * 4)))
-        plan = plan_shards(refs, config.split_ratios, config.seed, config.shard_size)
+        plan = plan_shards(refs, config.split_ratios, config.seed, config.shard_size, config.split_from)
         del refs
         logger.info(
             "%d valid record(s), %d rejected; %d templates; %d shards planned",

@@ -139,8 +139,7 @@ Closed-ended answer words per family: `{stats["closed_answer_words"]}`.
 
 {_table(stats["per_split"], "split")}
 
-Records per split: {records["per_split"]}. Splits are grouped: records that share an image or a source group
-(`source.group`, e.g. crops of one photograph) are always in the same split, so nothing leaks between splits.
+Records per split: {records["per_split"]}. {_splits_text(config, records)}
 
 ## Annotation
 
@@ -173,6 +172,22 @@ template set give byte-identical shards, whatever the number of workers.
 The images keep their own licenses; see each record's `source.license` in the FakeChain file. The text was
 generated from FakeChain annotations by templates distributed under the toolkit's license.
 """
+
+
+def _splits_text(config: dict, records: dict) -> str:
+    field = config.get("split_from")
+    if not field:
+        return (
+            "Splits are grouped: records that share an image or a source group\n(`source.group`, e.g. crops of one "
+            "photograph) are always in the same split, so nothing leaks between splits."
+        )
+    shared = records.get("dataset_split", {}).get("records_sharing_a_group_across_splits", 0)
+    return (
+        f"Splits are the dataset's own, read from `{field}`: its test (and validation) records stay there, and its "
+        "train records were dealt to train and validation in groups (records that share an image or a source "
+        f"group stay together). {shared} records share an image or source group with a record that the dataset "
+        "put in another split."
+    )
 
 
 def review_lines(records: dict) -> list[str]:
