@@ -52,6 +52,11 @@ def temp_prefix(name: str) -> str:
     return f".{name}.fkit-{_HOST}-{os.getpid()}-"
 
 
+def is_temp(path: str | Path) -> bool:
+    """Whether ``path`` is named as this program's temporary files are, whoever made it."""
+    return bool(_TEMP.match(Path(path).name))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

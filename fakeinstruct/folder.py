@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from fakeinstruct.errors import FakeInstructError
-from fakeinstruct.files import remove_stale_temps, write_text
+from fakeinstruct.files import is_temp, remove_stale_temps, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,8 @@ class FakeInstructFolder:
         out = folder.path
         if out.exists() and not out.is_dir():
             raise FakeInstructError(f"--out {out} is a file, not a folder")
-        if out.exists() and any(out.iterdir()):
+        # a concurrent writer's temporary files (its config, before it lands) do not make the folder someone else's
+        if out.exists() and any(not is_temp(entry) for entry in out.iterdir()):
             if not (out / CONFIG_FILE).exists():
                 raise FakeInstructError(f"refusing to write into {out}: it is not empty and holds no {CONFIG_FILE}")
             try:
