@@ -128,3 +128,61 @@ def test_two_generate_commands_on_one_out_both_finish(dataset, tmp_path):
     assert FakeInstructFolder.open(out).missing() == []
     assert not [p for p in out.rglob("*") if is_temp(p)]
     assert len(load_fakeinstruct(out)["train"]) > 0
+
+
+# Loaded at start-up by every process of a command run with this folder first on PYTHONPATH: in generation's worker
+# processes only, the disk fills up when a shard is flushed to it.
+DISK_FULL_IN_WORKERS = """
+import errno, multiprocessing, os
+
+_fsync = os.fsync
+
+
+def fsync(fd):
+    if multiprocessing.parent_process() is not None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return _fsync(fd)
+
+
+os.fsync = fsync
+"""
+
+
+def test_a_full_disk_in_the_workers_is_one_line_leaves_no_temp_and_the_same_command_finishes(dataset, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "fakeinstruct.cli", "-q", "generate", str(dataset), "--out", str(out)]
+    command += ["--shard_size", "10", "--file_format", "jsonl", "--no_progress", "--workers", "2"]
+    (tmp_path / "fault").mkdir()
+    (tmp_path / "fault" / "sitecustomize.py").write_text(DISK_FULL_IN_WORKERS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "fault"), os.environ.get("PYTHONPATH", "")]))
+    full = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert full.returncode == 2
+    assert full.stderr.splitlines() == [
+        f"error: {out}: cannot write the output folder: No space left on device; free some space and run the same "
+        "command again: the shards already written are kept"
+    ]
+    assert not [p for p in out.rglob("*") if is_temp(p)]
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    assert FakeInstructFolder.open(out).missing() == []
+
+
+def test_a_read_only_out_is_one_line(dataset, tmp_path, monkeypatch, capsys):
+    import errno
+    import tempfile
+
+    from fakeinstruct.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def read_only(*args, dir=None, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), dir)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # as root, chmod would not stop the writes
+    assert main(["-q", "generate", str(dataset), "--out", str(out), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: {out}: cannot write the output folder: Read-only file system; the file system is read-only: "
+        "choose another --out"
+    ]
+    assert list(out.iterdir()) == []
