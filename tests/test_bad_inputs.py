@@ -45,6 +45,12 @@ CASES = {
         (0, "image", "image 'images/../../outside.png' must not contain empty, '.' or '..' parts")
     ],
     "symlink_escape.jsonl": [(0, "image", f"'images/escape.png' resolves outside the dataset root '{ROOT}'")],
+    "nul_in_image_path.jsonl": [
+        (0, "image", "image 'images/shot\\x00.png' contains the control character U+0000 (NUL)")
+    ],
+    "symlink_loop.jsonl": [(0, "image", "cannot resolve 'images/loop.png': symlink loop")],
+    "symlink_loop_folder.jsonl": [(0, "image", "cannot resolve 'images/loop_dir/shot.png': symlink loop")],
+    "path_too_long.jsonl": [(0, "image", f"cannot resolve 'images/{'a' * 300}.png': File name too long")],
     "placeholder_evidence.jsonl": [(0, "attributes[0].evidence", "contains the image placeholder '<image>'")],
     "placeholder_reasoning.jsonl": [(0, "reasoning[1]", "contains the image placeholder '<image>'")],
     "placeholder_conclusion.jsonl": [(0, "conclusion", "contains the image placeholder '<image>'")],
@@ -72,6 +78,8 @@ def build(tmp_path: Path, fragment: bytes, *, last: bool) -> tuple[Path, int]:
         shutil.copyfile(image, root / "images" / image.name)
     write_png(tmp_path / "outside.png", seed=7)
     os.symlink(tmp_path / "outside.png", root / "images" / "escape.png")
+    os.symlink("loop.png", root / "images" / "loop.png")
+    os.symlink("loop_dir", root / "images" / "loop_dir")
     first, second = path.read_bytes().splitlines(keepends=True)
     if last:
         path.write_bytes(first + second + fragment)
@@ -127,3 +135,24 @@ def test_bad_input_is_reported_quarantined_and_skipped(case, tmp_path, capsys):
     # one small template keeps this fast; the records, not the templates, are under test
     result = generate_with_one_template(path, tmp_path)
     assert (result.records, result.rejected, result.pairs) == (valid, len(rejected), valid)
+
+
+@pytest.mark.parametrize(
+    ("relative", "message"),
+    [
+        ("images/a\0b.png", "image path 'images/a\\x00b.png' contains a NUL byte"),
+        ("images/loop.png", "cannot resolve 'images/loop.png': symlink loop"),
+        ("images/loop_dir/a.png", "cannot resolve 'images/loop_dir/a.png': symlink loop"),
+        (f"images/{'a' * 300}.png", f"cannot resolve 'images/{'a' * 300}.png': File name too long"),
+    ],
+)
+def test_paths_that_cannot_be_resolved_are_record_errors(relative, message, tmp_path):
+    from fakeinstruct.errors import FakeChainError
+    from fakeinstruct.files import resolve_inside
+
+    (tmp_path / "images").mkdir()
+    os.symlink("loop.png", tmp_path / "images" / "loop.png")
+    os.symlink("loop_dir", tmp_path / "images" / "loop_dir")
+    with pytest.raises(FakeChainError) as info:
+        resolve_inside(tmp_path, relative)
+    assert (info.value.field, info.value.message) == ("image", message)

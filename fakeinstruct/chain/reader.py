@@ -95,7 +95,10 @@ def check_record_image(line: Line, root: Path, *, file: str, limits: ImageLimits
             if key is not None:
                 cache[key] = (width, height)
     except OSError as err:
-        message = f"image file not found: {chain.image}" if isinstance(err, FileNotFoundError) else str(err)
+        if isinstance(err, FileNotFoundError):
+            message = f"image file not found: {chain.image}"
+        else:
+            message = f"cannot read image {chain.image}: {err.strerror or err}"
         line.errors.append(FakeChainError(message, file=file, line=line.number, field="image"))
         return
     except FakeChainError as err:
