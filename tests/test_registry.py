@@ -63,6 +63,7 @@ def test_good_template_loads_and_checks(tmp_path):
         (('"{{ answer }}."', '"Well, {{ answer }}."'), "answers[0]", "must start with the answer word"),
         (('"Is it synthetic?"', '"Is it {{ answer.__class__.__mro__ }}?"'), "questions[0]", "render failed"),
         (('"Is it synthetic?"', '"Show <image>"'), "questions[0]", "<image>"),
+        (('"Is it synthetic?"', '"Is it \\e[2Jsynthetic?"'), "questions[0]", "control character U+001B (ESC)"),
     ],
 )
 def test_broken_templates_fail_at_load_naming_file_and_field(tmp_path, change, field, needle):

@@ -46,11 +46,18 @@ def control_character(text: str, *, line_breaks: bool = True) -> str | None:
     return f"U+{code:04X}" + (f" ({name})" if name else "")
 
 
-def _no_placeholder(text: str) -> str:
+def _plain_text(text: str) -> str:
     # Annotation text is free prose, but a literal image placeholder would be expanded into image tokens by
-    # every LLaVA-style processor and shift the image count; it is rejected wherever text is accepted.
+    # every LLaVA-style processor and shift the image count; it is rejected wherever text is accepted. Control
+    # characters (NUL, BEL, ESC and its terminal sequences ...) are rejected rather than stripped: they come from a
+    # broken export or are meant to mislead whoever reads the text in a terminal, and the record says which.
     if IMAGE_PLACEHOLDER in text:
         raise ValueError(f"contains the image placeholder {IMAGE_PLACEHOLDER!r}")
+    control = control_character(text)
+    if control:
+        raise ValueError(
+            f"contains the control character {control}; text may hold line breaks and tabs, no other control character"
+        )
     return text
 
 
@@ -61,13 +68,13 @@ Text = Annotated[
     str,
     Strict(),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
-    AfterValidator(_no_placeholder),
+    AfterValidator(_plain_text),
 ]
 ShortText = Annotated[
     str,
     Strict(),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_no_placeholder),
+    AfterValidator(_plain_text),
 ]
 Severity = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 # The annotation text of one record (evidence, measurements, reasoning, conclusion, enhancement) together. A built-in

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from fakeinstruct.chain.schema import control_character
 from fakeinstruct.errors import TemplateError
 from fakeinstruct.templating.kinds import ANSWER_CLASSES, ATTRIBUTE_KINDS, FAMILIES, KINDS, REQUIRABLE
 
@@ -33,6 +34,9 @@ def _phrasing(text: str) -> str:
         raise ValueError("expected a non-empty string")
     if IMAGE_PLACEHOLDER in text:
         raise ValueError("templates must not contain '<image>': the output format places the image")
+    control = control_character(text)
+    if control:  # as in FakeChain text: it would reach the training data
+        raise ValueError(f"contains the control character {control}; phrasings may hold line breaks and tabs only")
     return text
 
 
