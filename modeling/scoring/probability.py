@@ -173,6 +173,12 @@ class TokenProbabilityEstimator:
             prompts = [prompt_of[questions[i].question] for i in rows]
             pos[rows], neg[rows] = self._score_batch([images[i] for i in rows], prompts, plan)
         logit = pos - neg
+        broken = int((~np.isfinite(logit)).sum())
+        if broken:
+            raise ScoringError(
+                f"the model gave non-finite log-probabilities for {broken} of {len(logit)} image(s): its weights hold "
+                "NaN or infinite values, or its dtype overflows"
+            )
         return Scores(logit=logit, p=_sigmoid(logit), positive_logprob=pos, negative_logprob=neg)
 
     def encode(self, images: list, prompts: list[str]) -> dict:
