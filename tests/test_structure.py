@@ -79,6 +79,7 @@ def test_stages_do_not_import_the_command_line():
 # Lower layers first: a part of fakeinstruct imports only from parts listed before it.
 LAYERS = [
     "fakeinstruct.errors",
+    "fakeinstruct.yamldata",
     "fakeinstruct.files",
     "fakeinstruct.images",
     "fakeinstruct.folder",
