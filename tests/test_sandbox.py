@@ -232,3 +232,13 @@ def test_a_template_file_with_a_loop_loads(tmp_path):
     template = load_file(path)
     assert template.answers[0].compiled.loops
     assert check_template(template, probe_chains()) == 2 * len(probe_chains())
+
+
+def test_a_timed_render_leaves_the_signal_handler_and_timer_as_they_were():
+    import signal
+
+    before = signal.getsignal(signal.SIGVTALRM)
+    template = environment().from_string("{{ 'ok' }}")
+    assert render(template, with_globals({}), file="t.yaml", field="answers[0]", timed=True) == "ok"
+    assert signal.getsignal(signal.SIGVTALRM) == before
+    assert signal.getitimer(signal.ITIMER_VIRTUAL) == (0.0, 0.0)

@@ -243,7 +243,7 @@ def cpu_time_limit(seconds: float = MAX_CHECK_SECONDS) -> Iterator[None]:
     finally:
         _alarm.armed = False
         signal.setitimer(signal.ITIMER_VIRTUAL, 0)
-        signal.signal(signal.SIGVTALRM, previous)
+        signal.signal(signal.SIGVTALRM, signal.SIG_DFL if previous is None else previous)  # None: not set from Python
 
 
 def render(template, context: dict, *, file: str, field: str, timed: bool = False) -> str:
