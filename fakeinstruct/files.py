@@ -10,6 +10,7 @@ behind, never a user's file or a concurrent writer's work in progress.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -35,13 +36,21 @@ def _resolved_dir(root: str, relative_dir: str) -> tuple[Path, Path]:
 def resolve_inside(root: Path, relative: str) -> Path:
     """``root / relative`` with symlinks resolved, refusing anything that ends up outside ``root``.
 
-    Resolved folders are cached (many records share one), so only the file itself is looked at per call.
+    Resolved folders are cached (many records share one), so only the file itself is looked at per call. A path that
+    cannot be resolved (a NUL byte, a symlink loop, a name too long) is a :class:`FakeChainError` like any bad path.
     """
+    if "\0" in relative:
+        raise FakeChainError(f"image path {relative!r} contains a NUL byte", field="image")
     relative_dir, _, name = relative.rpartition("/")
-    resolved_root, folder = _resolved_dir(str(root), relative_dir)
-    target = folder / name
-    if name in ("", ".", "..") or target.is_symlink():
-        target = target.resolve()
+    try:
+        resolved_root, folder = _resolved_dir(str(root), relative_dir)
+        target = folder / name
+        if name in ("", ".", "..") or target.is_symlink():
+            target = target.resolve()
+    except (OSError, RuntimeError) as err:  # Python 3.11 reports a symlink loop as RuntimeError, 3.13 as ELOOP
+        loop = isinstance(err, RuntimeError) or err.errno == errno.ELOOP
+        reason = "symlink loop" if loop else (err.strerror or str(err))
+        raise FakeChainError(f"cannot resolve {relative!r}: {reason}", field="image") from None
     if not target.is_relative_to(resolved_root):
         raise FakeChainError(f"{relative!r} resolves outside the dataset root {str(resolved_root)!r}", field="image")
     return target
@@ -50,6 +59,11 @@ def resolve_inside(root: Path, relative: str) -> Path:
 def temp_prefix(name: str) -> str:
     """The start of a temporary name for ``name`` made by this process; ``tempfile`` adds the random part."""
     return f".{name}.fkit-{_HOST}-{os.getpid()}-"
+
+
+def is_temp(path: str | Path) -> bool:
+    """Whether ``path`` is named as this program's temporary files are, whoever made it."""
+    return bool(_TEMP.match(Path(path).name))
 
 
 def _alive(pid: int) -> bool:

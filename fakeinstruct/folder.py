@@ -14,13 +14,16 @@ evaluation and the quality report read it (:meth:`FakeInstructFolder.open`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from fakeinstruct.errors import FakeInstructError
-from fakeinstruct.files import remove_stale_temps, write_text
+from fakeinstruct.files import is_temp, remove_stale_temps, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,28 @@ def _read_json(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise FakeInstructError(f"{what} is not a JSON object; run generate again with --overwrite", file=str(path))
     return data
+
+
+_WRITE_HINTS = {
+    errno.ENOSPC: "free some space and run the same command again: the shards already written are kept",
+    errno.EDQUOT: "free some space and run the same command again: the shards already written are kept",
+    errno.EROFS: "the file system is read-only: choose another --out",
+    errno.EACCES: "no permission to write there: choose another --out",
+    errno.EPERM: "no permission to write there: choose another --out",
+}
+
+
+@contextlib.contextmanager
+def writing(out: str | Path) -> Iterator[None]:
+    """Turn a failed write into the output folder (disk full, read-only, no permission), in this process or in a
+    worker, into one :class:`FakeInstructError` naming the folder, the reason and what to do."""
+    try:
+        yield
+    except OSError as err:
+        hint = _WRITE_HINTS.get(err.errno, "run the same command again: the shards already written are kept")
+        raise FakeInstructError(
+            f"cannot write the output folder: {err.strerror or err}; {hint}", file=str(out)
+        ) from err
 
 
 class FakeInstructFolder:
@@ -167,7 +192,8 @@ class FakeInstructFolder:
         out = folder.path
         if out.exists() and not out.is_dir():
             raise FakeInstructError(f"--out {out} is a file, not a folder")
-        if out.exists() and any(out.iterdir()):
+        # a concurrent writer's temporary files (its config, before it lands) do not make the folder someone else's
+        if out.exists() and any(not is_temp(entry) for entry in out.iterdir()):
             if not (out / CONFIG_FILE).exists():
                 raise FakeInstructError(f"refusing to write into {out}: it is not empty and holds no {CONFIG_FILE}")
             try:

@@ -65,14 +65,18 @@ def detect(args) -> int:
     except (OSError, ValueError) as err:
         print(f"fakescope detect: cannot load {args.model}: {err}", file=sys.stderr)
         return 2
-    results = detector(args.images, explain=args.explain, attributes=args.attributes, on_error="report")
+    try:
+        results = detector(args.images, explain=args.explain, attributes=args.attributes, on_error="report")
+    except ValueError as err:  # the model or its chat template cannot score (non-finite scores, template over budget)
+        print(f"fakescope detect: cannot score with {args.model}: {err}", file=sys.stderr)
+        return 2
     failed = 0
     for result in results:
         if "error" in result:
             failed += 1
             print(f"error: {result['image']}: {result['error']}", file=sys.stderr)
         elif args.json:
-            print(json.dumps(result, ensure_ascii=False))
+            print(json.dumps(result, ensure_ascii=False, allow_nan=False))  # NaN is not JSON
         else:
             print(_line(result))
     if failed:

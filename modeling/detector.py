@@ -25,16 +25,17 @@ ON_ERROR = ("raise", "report")
 
 
 def load_rgb(image):
-    """A PIL image in RGB from a path or a PIL image; paths are opened within the dataset image limits."""
+    """An 8-bit RGB PIL image from a path or a PIL image of any mode (:func:`fakeinstruct.images.to_rgb`: 16-bit scaled,
+    transparency on white); paths are opened within the dataset image limits."""
     from PIL import Image
 
-    from fakeinstruct.images import open_image
+    from fakeinstruct.images import load_rgb as load_path
+    from fakeinstruct.images import to_rgb
 
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return to_rgb(image)
     if isinstance(image, (str, Path)):
-        with open_image(image) as img:
-            return img.convert("RGB")
+        return load_path(image)
     raise TypeError(f"expected a path or a PIL image, got {type(image).__name__}")
 
 

@@ -1,4 +1,5 @@
-"""Finding and safely loading a checkpoint: a local folder or a Hub repo, safetensors only, no remote code.
+"""Finding and safely loading a checkpoint: a local folder or a Hub repo, safetensors only, no remote code, and a
+chat template that renders within the render budget (:mod:`modeling.scoring.chat_template`).
 
 A checkpoint from the Hub is someone else's file: pickle weights (``.bin``, ``.pt``, ``.pkl``, ``.ckpt``) run code
 when loaded, so they are never downloaded and a folder that has nothing else is refused with a clear message.
@@ -64,4 +65,7 @@ def load_model_and_processor(folder: Path, *, dtype=None, device=None, attn_impl
     if device is not None:
         model.to(device)
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=False)
+    from modeling.scoring.chat_template import check_chat_template
+
+    check_chat_template(processor, str(folder))  # a hostile chat template is refused here, in one line
     return model.eval(), processor

@@ -45,6 +45,18 @@ CASES = {
         (0, "image", "image 'images/../../outside.png' must not contain empty, '.' or '..' parts")
     ],
     "symlink_escape.jsonl": [(0, "image", f"'images/escape.png' resolves outside the dataset root '{ROOT}'")],
+    "nul_in_image_path.jsonl": [
+        (0, "image", "image 'images/shot\\x00.png' contains the control character U+0000 (NUL)")
+    ],
+    "symlink_loop.jsonl": [(0, "image", "cannot resolve 'images/loop.png': symlink loop")],
+    "symlink_loop_folder.jsonl": [(0, "image", "cannot resolve 'images/loop_dir/shot.png': symlink loop")],
+    "path_too_long.jsonl": [(0, "image", f"cannot resolve 'images/{'a' * 300}.png': File name too long")],
+    "control_bel_conclusion.jsonl": [
+        (0, "conclusion", "contains the control character U+0007 (BEL); text may hold line breaks and tabs, no other")
+    ],
+    "control_nul_evidence.jsonl": [(0, "attributes[0].evidence", "contains the control character U+0000 (NUL)")],
+    "control_esc_reasoning.jsonl": [(0, "reasoning[1]", "contains the control character U+001B (ESC)")],
+    "control_c1_generator.jsonl": [(0, "source.generator", "contains the control character U+009B")],
     "placeholder_evidence.jsonl": [(0, "attributes[0].evidence", "contains the image placeholder '<image>'")],
     "placeholder_reasoning.jsonl": [(0, "reasoning[1]", "contains the image placeholder '<image>'")],
     "placeholder_conclusion.jsonl": [(0, "conclusion", "contains the image placeholder '<image>'")],
@@ -72,6 +84,8 @@ def build(tmp_path: Path, fragment: bytes, *, last: bool) -> tuple[Path, int]:
         shutil.copyfile(image, root / "images" / image.name)
     write_png(tmp_path / "outside.png", seed=7)
     os.symlink(tmp_path / "outside.png", root / "images" / "escape.png")
+    os.symlink("loop.png", root / "images" / "loop.png")
+    os.symlink("loop_dir", root / "images" / "loop_dir")
     first, second = path.read_bytes().splitlines(keepends=True)
     if last:
         path.write_bytes(first + second + fragment)
@@ -127,3 +141,68 @@ def test_bad_input_is_reported_quarantined_and_skipped(case, tmp_path, capsys):
     # one small template keeps this fast; the records, not the templates, are under test
     result = generate_with_one_template(path, tmp_path)
     assert (result.records, result.rejected, result.pairs) == (valid, len(rejected), valid)
+
+
+@pytest.mark.parametrize(
+    ("relative", "message"),
+    [
+        ("images/a\0b.png", "image path 'images/a\\x00b.png' contains a NUL byte"),
+        ("images/loop.png", "cannot resolve 'images/loop.png': symlink loop"),
+        ("images/loop_dir/a.png", "cannot resolve 'images/loop_dir/a.png': symlink loop"),
+        (f"images/{'a' * 300}.png", f"cannot resolve 'images/{'a' * 300}.png': File name too long"),
+    ],
+)
+def test_paths_that_cannot_be_resolved_are_record_errors(relative, message, tmp_path):
+    from fakeinstruct.errors import FakeChainError
+    from fakeinstruct.files import resolve_inside
+
+    (tmp_path / "images").mkdir()
+    os.symlink("loop.png", tmp_path / "images" / "loop.png")
+    os.symlink("loop_dir", tmp_path / "images" / "loop_dir")
+    with pytest.raises(FakeChainError) as info:
+        resolve_inside(tmp_path, relative)
+    assert (info.value.field, info.value.message) == ("image", message)
+
+
+def _chains_with_endings(tmp_path: Path, endings: list[bytes], bom: bool = False) -> tuple[Path, int]:
+    """40 records and one malformed line (line 31) joined by ``endings`` in turn; returns the file and the bad line."""
+    path = write_dataset(tmp_path / "data", make_records(40, groups=12))
+    lines = path.read_bytes().splitlines()
+    lines.insert(30, b'{"id": "cut-off", ')
+    data = b"".join(line + endings[i % len(endings)] for i, line in enumerate(lines))
+    path.write_bytes(b"\xef\xbb\xbf" + data if bom else data)
+    return path, 31
+
+
+@pytest.mark.parametrize(
+    "endings",
+    [[b"\r"], [b"\r\n"], [b"\n", b"\r", b"\r\n"], [b"\r", b"\r", b"\n"]],
+    ids=["cr", "crlf", "mixed", "mostly-cr"],
+)
+def test_cr_crlf_and_mixed_line_endings_are_read_line_by_line(endings, tmp_path, capsys, caplog):
+    from fakeinstruct.generation import GenerateConfig, generate
+
+    path, bad = _chains_with_endings(tmp_path, endings)
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr()
+    assert out.err.splitlines() == [
+        f"{path}:{bad}: (line): invalid JSON: unexpected end of data: line 1 column 19 (char 18)"
+    ]
+    assert f"{path}: 40 valid, 1 quarantined" in out.out
+    assert path.with_name("chains.quarantine.jsonl").read_bytes() == b'{"id": "cut-off", \n'
+    # two workers validate byte ranges of the file: the same records, the same line numbers
+    config = GenerateConfig(chains=str(path), out=str(tmp_path / "out"), workers=2, progress=False)
+    result = generate(config)
+    assert (result.records, result.rejected) == (40, 1)
+    assert [r.getMessage().partition(" (line)")[0] for r in caplog.records if "invalid JSON" in r.getMessage()] == [
+        f"{path}:{bad}:"
+    ]
+
+
+def test_a_utf8_bom_is_read_as_the_start_of_the_file(tmp_path, capsys):
+    path, _ = _chains_with_endings(tmp_path, [b"\n"], bom=True)
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr()
+    assert f"{path}: 40 valid, 1 quarantined" in out.out  # record 1 is kept; only the malformed line is rejected
+    result = generate_with_one_template(path, tmp_path)
+    assert (result.records, result.rejected, result.pairs) == (40, 1, 40)

@@ -98,3 +98,59 @@ def test_saved_in_its_own_subfolder_and_reloaded_exactly(tmp_path, method):
 
 def test_a_checkpoint_without_a_head_gives_none(tmp_path):
     assert CalibrationHead.from_checkpoint(tmp_path) is None
+
+
+def _head_folder(tmp_path, tensors: dict | None, config: str | None = '{"method": "platt", "fit_info": {}}'):
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    if config is not None:
+        (folder / "config.json").write_text(config)
+    if tensors is not None:
+        save_file({k: torch.tensor(v, dtype=torch.float64) for k, v in tensors.items()}, folder / "model.safetensors")
+    return folder
+
+
+GOOD = {"weight": [0.5], "bias": [0.1]}
+
+
+@pytest.mark.parametrize(
+    ("tensors", "config", "message"),
+    [
+        ({"weight": [float("nan")], "bias": [0.1]}, None, "model.safetensors: weight is nan; a head holds finite"),
+        ({"weight": [float("inf")], "bias": [0.1]}, None, "model.safetensors: weight is inf; a head holds finite"),
+        ({"weight": [0.5], "bias": [float("-inf")]}, None, "model.safetensors: bias is -inf; a head holds finite"),
+        ({"weight": [0.5, 1.0], "bias": [0.1]}, None, "model.safetensors: weight has shape (2,), expected (1,)"),
+        ({"weight": [[0.5]], "bias": [0.1]}, None, "model.safetensors: weight has shape (1, 1), expected (1,)"),
+        ({"weight": [0.5]}, None, "model.safetensors: bias is missing"),
+        ({"other": [1.0]}, None, "model.safetensors: weight, bias are missing"),
+        ({**GOOD, "extra": [1.0]}, None, "model.safetensors: unexpected tensors: extra"),
+        (None, None, "model.safetensors is missing"),
+        (GOOD, '{"method": "isotonic"}', "config.json: method must be one of temperature, platt, not 'isotonic'"),
+        (GOOD, '{"fit_info": {}}', "config.json: method must be one of temperature, platt, not None"),
+        (GOOD, '{"method": "platt", "fit_info": [1]}', "config.json: fit_info must be an object"),
+        (GOOD, '{"method": "pla', "config.json: not valid JSON"),
+        (GOOD, "[]", "config.json: method must be one of temperature, platt"),
+        ({"weight": [-2.0], "bias": [0.0]}, '{"method": "temperature"}', "a temperature head needs a positive weight"),
+    ],
+)
+def test_a_broken_head_is_refused_in_one_line_naming_its_file(tmp_path, tensors, config, message):
+    folder = _head_folder(tmp_path, tensors, **({} if config is None else {"config": config}))
+    with pytest.raises(CalibrationError) as info:
+        CalibrationHead.from_checkpoint(tmp_path)
+    text = str(info.value)
+    assert text.startswith(str(folder)) and message in text and "\n" not in text, text
+
+
+def test_a_calibration_folder_without_its_config_is_refused(tmp_path):
+    _head_folder(tmp_path, GOOD, config=None)
+    with pytest.raises(CalibrationError, match=r"config\.json is missing"):
+        CalibrationHead.from_checkpoint(tmp_path)
+
+
+def test_a_valid_head_written_by_hand_loads(tmp_path):
+    _head_folder(tmp_path, GOOD)
+    head = CalibrationHead.from_checkpoint(tmp_path)
+    assert (head.method, float(head.weight), float(head.bias)) == ("platt", 0.5, 0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,106 @@ def test_benchmark_scoring_prints_its_json_line(tiny_model):
     assert line["images"] == 16 and line["batch_size"] == 8
     assert line["ours_images_per_s"] > 0 and line["generate_images_per_s"] > 0
     assert line["parsed"] + line["unparsed"] == 16
+
+
+def _detector_config(**change) -> dict:
+    from modeling.detector_config import default_config
+
+    return {**default_config().to_dict(), **change}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"threshold": float("nan")}, "threshold must be a finite number between 0.0 and 1.0 (exclusive), not nan"),
+        ({"threshold": 1.5}, "threshold must be a finite number between 0.0 and 1.0 (exclusive), not 1.5"),
+        ({"threshold": "0.5"}, "threshold must be a number, not '0.5'"),
+        ({"threshold": True}, "threshold must be a number, not True"),
+        ({"max_new_tokens": 10**9}, "max_new_tokens must be between 1 and 4096, not 1000000000"),
+        ({"score_formula": "sum"}, "score_formula must be one of logprob, fakescope, not 'sum'"),
+        ({"max_new_tokens": 1.5}, "max_new_tokens must be a whole number, not 1.5"),
+        ({"explanation": ["Why?"]}, "explanation must be a non-empty string"),
+        ({"detection": {"question": "Real?", "positive": 1, "negative": "Real"}}, "detection.positive must be a"),
+        (
+            {"detection": {"question": "Real?", "positive": "Fake", "negative": "Fake"}},
+            "detection: positive and negative are",
+        ),
+        ({"attributes": {"texture": "Natural?"}}, "attributes.texture must be an object with exactly question"),
+        ({"detection": None}, "detection must be an object with exactly question, positive and negative"),
+    ],
+)
+def test_a_broken_detector_config_is_refused_naming_its_file(tmp_path, change, message):
+    from modeling.detector_config import DetectorConfig
+
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(_detector_config(**change)))
+    with pytest.raises(ValueError) as info:
+        DetectorConfig.load(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / CONFIG_NAME}: not a valid detector config: {message}")
+
+
+def test_a_detector_config_that_is_not_json_is_refused_naming_its_file(tmp_path):
+    from modeling.detector_config import DetectorConfig
+
+    (tmp_path / CONFIG_NAME).write_text('{"threshold": 0.')
+    with pytest.raises(ValueError, match=f"^{tmp_path / CONFIG_NAME}: not valid JSON"):
+        DetectorConfig.load(tmp_path)
+    (tmp_path / CONFIG_NAME).write_text("[]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        DetectorConfig.load(tmp_path)
+
+
+@pytest.fixture
+def tiny_copy(tiny_model, tmp_path) -> Path:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [
+        ("nan_head", "calibration/model.safetensors: weight is nan; a head holds finite numbers"),
+        ("empty_head", "calibration/model.safetensors: weight, bias are missing"),
+        (
+            "nan_threshold",
+            "detector_config.json: not a valid detector config: threshold must be a finite number between 0.0 and 1.0 "
+            "(exclusive), not nan",
+        ),
+    ],
+)
+def test_fakescope_detect_refuses_a_broken_calibration_or_config_in_one_line(
+    what, message, tiny_copy, tmp_path, capsys
+):
+    import torch
+    from conftest import write_png
+    from safetensors.torch import save_file
+
+    if what.endswith("head"):
+        (tiny_copy / "calibration").mkdir()
+        (tiny_copy / "calibration" / "config.json").write_text('{"method": "platt", "fit_info": {}}')
+        tensors = {"weight": torch.tensor([float("nan")], dtype=torch.float64), "bias": torch.zeros(1)}
+        save_file(tensors if what == "nan_head" else {}, tiny_copy / "calibration" / "model.safetensors")
+    else:
+        (tiny_copy / CONFIG_NAME).write_text(json.dumps(_detector_config(threshold=float("nan"))))
+    write_png(tmp_path / "photo.png", seed=1)
+    assert fakescope(["detect", str(tmp_path / "photo.png"), "--model", str(tiny_copy), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [f"fakescope detect: cannot load {tiny_copy}: {tiny_copy}/{message}"]
+
+
+def test_non_finite_scores_are_refused_never_printed_as_nan(tiny_copy, tmp_path, capsys, monkeypatch):
+    from conftest import write_png
+
+    def broken(self, images, prompts, plan):
+        return np.full(len(images), np.nan), np.zeros(len(images))
+
+    monkeypatch.setattr(TokenProbabilityEstimator, "_score_batch", broken)
+    write_png(tmp_path / "photo.png", seed=1)
+    assert fakescope(["detect", str(tmp_path / "photo.png"), "--model", str(tiny_copy), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "NaN" not in out
+    assert err.splitlines() == [
+        f"fakescope detect: cannot score with {tiny_copy}: the model gave non-finite log-probabilities for 1 of 1 "
+        "image(s): its weights hold NaN or infinite values, or its dtype overflows"
+    ]

@@ -160,3 +160,47 @@ def test_atomic_dir_repairs_a_crash_between_its_two_renames(tmp_path):
         (staging / "v").write_text("2")
     assert (target / "v").read_text() == "2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_export_copies_regular_files_inside_the_folder_only_and_says_what_it_skipped(tmp_path, caplog):
+    model, outside = tmp_path / "model", tmp_path / "outside"
+    (model / "calibration").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "calibration" / "config.json").write_text('{"method": "platt", "fit_info": {}}')
+    (model / "calibration" / "model.safetensors").write_bytes(b"head")
+    (model / "notes.txt").symlink_to(outside / "secret.txt")  # would be copied, and uploaded
+    (model / "calibration" / "extra.json").symlink_to(outside / "secret.txt")
+    (model / "tokenizer.json").symlink_to(model / "config.json")  # a link inside the folder is fine
+    (model / "shared.model").symlink_to(outside)  # a folder outside
+    out = tmp_path / "publish"
+    export(model, output_dir=out)
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert names == [
+        "README.md",
+        "calibration/config.json",
+        "calibration/model.safetensors",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    assert not any(p.is_symlink() for p in out.rglob("*"))
+    skipped = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert skipped == [
+        f"not exported from {model}: calibration/extra.json, notes.txt, shared.model (symlinks to outside the folder)"
+    ]
+
+
+def test_a_calibration_folder_that_links_outside_is_not_exported(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "config.json").write_text('{"method": "platt", "fit_info": {}}')
+    (model / "calibration").symlink_to(elsewhere)
+    out = tmp_path / "publish"
+    export(model, output_dir=out)
+    assert not (out / "calibration").exists()

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from fakeinstruct.errors import FakeInstructError
-from fakeinstruct.files import atomic_write, is_stale_temp, remove_stale_temps, temp_prefix
+from fakeinstruct.files import atomic_write, is_stale_temp, is_temp, remove_stale_temps, temp_prefix
 from fakeinstruct.folder import CONFIG_FILE, MANIFEST_FILE, FakeInstructFolder
 from fakeinstruct.generation import GenerateConfig, generate
 from fakeinstruct.loading import load_fakeinstruct
@@ -96,3 +96,93 @@ def test_cleanup_removes_only_dead_processes_temps(tmp_path):
         path.write_bytes(b"x")
     assert remove_stale_temps(tmp_path) == [stale]
     assert own.exists() and user.exists() and other_host.exists() and not stale.exists()
+
+
+def test_a_second_writer_neither_refuses_the_folder_nor_removes_the_first_writers_temps(dataset, tmp_path):
+    out = tmp_path / "out"
+    config = GenerateConfig(chains=str(dataset), out=str(out), progress=False, shard_size=40, file_format="jsonl")
+    out.mkdir()
+    # writer A has just started: its config is still a temporary file, the only entry of the folder
+    with atomic_write(out / CONFIG_FILE) as a_config:
+        generate(config)  # writer B, on the same --out
+        a_config.write((out / CONFIG_FILE).read_bytes())
+    expected = (out / MANIFEST_FILE).read_bytes()
+    shard = out / "train" / "train-00000.jsonl"
+    # writer A is mid-shard when B starts again (and cleans up what dead writers left)
+    with atomic_write(shard) as a_shard:
+        generate(config)
+        a_shard.write(shard.read_bytes())
+    # A's writes landed (its temporary files were left alone) and the folder is whole
+    assert not [p for p in out.rglob("*") if is_temp(p)]
+    assert (out / MANIFEST_FILE).read_bytes() == expected
+    assert len(load_fakeinstruct(out)["train"]) > 0
+
+
+def test_two_generate_commands_on_one_out_both_finish(dataset, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "fakeinstruct.cli", "-q", "generate", str(dataset), "--out", str(out)]
+    command += ["--shard_size", "10", "--file_format", "jsonl", "--no_progress"]
+    runs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    assert FakeInstructFolder.open(out).missing() == []
+    assert not [p for p in out.rglob("*") if is_temp(p)]
+    assert len(load_fakeinstruct(out)["train"]) > 0
+
+
+# Loaded at start-up by every process of a command run with this folder first on PYTHONPATH: in generation's worker
+# processes only, the disk fills up when a shard is flushed to it.
+DISK_FULL_IN_WORKERS = """
+import errno, multiprocessing, os
+
+_fsync = os.fsync
+
+
+def fsync(fd):
+    if multiprocessing.parent_process() is not None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return _fsync(fd)
+
+
+os.fsync = fsync
+"""
+
+
+def test_a_full_disk_in_the_workers_is_one_line_leaves_no_temp_and_the_same_command_finishes(dataset, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "fakeinstruct.cli", "-q", "generate", str(dataset), "--out", str(out)]
+    command += ["--shard_size", "10", "--file_format", "jsonl", "--no_progress", "--workers", "2"]
+    (tmp_path / "fault").mkdir()
+    (tmp_path / "fault" / "sitecustomize.py").write_text(DISK_FULL_IN_WORKERS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "fault"), os.environ.get("PYTHONPATH", "")]))
+    full = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert full.returncode == 2
+    assert full.stderr.splitlines() == [
+        f"error: {out}: cannot write the output folder: No space left on device; free some space and run the same "
+        "command again: the shards already written are kept"
+    ]
+    assert not [p for p in out.rglob("*") if is_temp(p)]
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    assert FakeInstructFolder.open(out).missing() == []
+
+
+def test_a_read_only_out_is_one_line(dataset, tmp_path, monkeypatch, capsys):
+    import errno
+    import tempfile
+
+    from fakeinstruct.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def read_only(*args, dir=None, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), dir)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # as root, chmod would not stop the writes
+    assert main(["-q", "generate", str(dataset), "--out", str(out), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: {out}: cannot write the output folder: Read-only file system; the file system is read-only: "
+        "choose another --out"
+    ]
+    assert list(out.iterdir()) == []

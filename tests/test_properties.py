@@ -30,7 +30,8 @@ FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_
 
 # --- valid records, drawn from the schema ------------------------------------------------------------------------
 
-_TEXT_CHARS = st.characters(codec="utf-8")
+# no control characters but line breaks and tabs: the schema refuses the others
+_TEXT_CHARS = st.characters(codec="utf-8", exclude_categories=("Cc",), include_characters="\n\t")
 
 
 def texts(max_size: int):
@@ -336,3 +337,26 @@ def test_a_severity_that_lax_parsing_would_coerce_is_refused(value):
     }
     line = check_line(json.dumps(record).encode())
     assert [e.field for e in line.errors] == ["attributes[0].severity"]
+
+
+@given(st.lists(st.sampled_from([b"a", b"bc", b" ", b"{}", b"\r", b"\n", b"\r\n", b"\xef\xbb\xbf"]), max_size=40))
+@settings(max_examples=300, deadline=None, database=None)
+def test_lines_end_at_lf_crlf_or_cr_across_reads(pieces):
+    import io
+    import re
+
+    from fakeinstruct.chain import reader
+
+    data = b"".join(pieces)
+    body = data[3:] if data.startswith(reader.BOM) else data
+    expected, start = [], len(data) - len(body)
+    for match in re.finditer(rb"([^\r\n]*)(\r\n|\r|\n|$)", body):
+        if match.group(2) or match.group(1):
+            expected.append((start + match.start(), match.group(1)))
+        if not match.group(2):
+            break
+    for size in (1, 2, 3, 1 << 20):  # lines and \r\n split between reads, or not
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(reader, "_READ", size)
+            assert list(reader.iter_lines(io.BytesIO(data))) == expected, size
+    assert reader.count_lines(body) == len(expected)

@@ -1,6 +1,7 @@
 import shutil
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -63,6 +64,7 @@ def test_good_template_loads_and_checks(tmp_path):
         (('"{{ answer }}."', '"Well, {{ answer }}."'), "answers[0]", "must start with the answer word"),
         (('"Is it synthetic?"', '"Is it {{ answer.__class__.__mro__ }}?"'), "questions[0]", "render failed"),
         (('"Is it synthetic?"', '"Show <image>"'), "questions[0]", "<image>"),
+        (('"Is it synthetic?"', '"Is it \\e[2Jsynthetic?"'), "questions[0]", "control character U+001B (ESC)"),
     ],
 )
 def test_broken_templates_fail_at_load_naming_file_and_field(tmp_path, change, field, needle):
@@ -180,3 +182,47 @@ def test_sandbox_fast_path_reads_items_only():
 
     template = environment().from_string("{{ a.title }} {{ {'__class__': 'value'}.__class__ }} {{ 'x'.upper() }}")
     assert render(template, with_globals({"a": {"title": "texture"}}), file="t", field="q") == "texture value X"
+
+
+def _laughs(depth: int = 9) -> str:
+    """Nested aliases: a few hundred bytes that stand for 9**depth strings."""
+    levels = ['&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, depth)]
+    return "[" + ", ".join(levels) + "]"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # a billion laughs in a field, and a harmless-looking alias in a template that is otherwise valid
+        (("fields: [answer, is_fake]", f"fields: {_laughs()}"), "YAML anchors (&l0) are not allowed in this file"),
+        (
+            (
+                'questions: ["Is it synthetic?", "Was this generated?"]',
+                'questions: [&q "Is it synthetic?"]\ndescription: *q',
+            ),
+            "YAML anchors (&q) are not allowed in this file",
+        ),
+    ],
+)
+def test_yaml_anchors_and_aliases_are_refused_naming_the_line(tmp_path, change, message):
+    old, new = change
+    assert old in GOOD
+    start = time.perf_counter()
+    error = load_error(tmp_path, GOOD.replace(old, new, 1))
+    assert message in error.message and "on line " in error.message
+    assert time.perf_counter() - start < 5
+
+
+def test_a_taxonomy_file_with_aliases_is_refused(tmp_path):
+    from fakeinstruct.chain.taxonomy import load_taxonomy
+    from fakeinstruct.errors import TaxonomyError
+
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        "attributes:\n  - &w {name: watermark, title: t, description: d, natural: n, anomalous: a, advice: f}\n"
+        "  - *w\n"
+    )
+    with pytest.raises(TaxonomyError, match=r"on line 2: YAML anchors \(&w\) are not allowed") as info:
+        load_taxonomy(extra)
+    assert info.value.file == str(extra)

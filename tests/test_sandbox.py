@@ -57,6 +57,17 @@ HOSTILE = {
     f"{{% set s = {BIG} %}}{{% for i in range(10000) %}}{{% if 'zz' in s %}}y{{% endif %}}{{% endfor %}}ok": (
         "render failed: SecurityError: the render took over 0.5 s of CPU time"
     ),
+    # loopless, but heavy: codecs are refused (punycode is quadratic), and every render at load is timed
+    "{{ ('%c%c%c' % (300, 301, 302) * 333).encode('punycode') }}": (
+        "render failed: SecurityError: access to attribute 'encode' of 'str' object is unsafe"
+    ),
+    "{{ 'x'.encode('utf-8').decode('punycode') }}": "render failed: SecurityError: access to attribute 'encode'",
+    f"{{% set s = 'ab cd ' * 170000 %}}{{{{ s{' | title' * 30} | length }}}}": (
+        "render failed: SecurityError: the render took over 0.5 s of CPU time"
+    ),
+    f"{{% set s = {BIG} %}}{{{{ {' ~ '.join(['(s.upper() | length)'] * 3000)} }}}}": (
+        "render failed: SecurityError: the render took over 0.5 s of CPU time"
+    ),
     # nothing may recurse or load another template
     "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}": "Jinja syntax error on line 1: macros are not allowed",
     "{% macro f() %}{{ caller() }}{% endmacro %}{% call f() %}x{% endcall %}": "Jinja syntax error on line 1: macros",
@@ -221,3 +232,13 @@ def test_a_template_file_with_a_loop_loads(tmp_path):
     template = load_file(path)
     assert template.answers[0].compiled.loops
     assert check_template(template, probe_chains()) == 2 * len(probe_chains())
+
+
+def test_a_timed_render_leaves_the_signal_handler_and_timer_as_they_were():
+    import signal
+
+    before = signal.getsignal(signal.SIGVTALRM)
+    template = environment().from_string("{{ 'ok' }}")
+    assert render(template, with_globals({}), file="t.yaml", field="answers[0]", timed=True) == "ok"
+    assert signal.getsignal(signal.SIGVTALRM) == before
+    assert signal.getitimer(signal.ITIMER_VIRTUAL) == (0.0, 0.0)

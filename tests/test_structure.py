@@ -82,6 +82,7 @@ def test_stages_do_not_import_the_command_line():
 LAYERS = [
     "fakeinstruct.errors",
     "fakeinstruct.logs",
+    "fakeinstruct.yamldata",
     "fakeinstruct.files",
     "fakeinstruct.images",
     "fakeinstruct.folder",

@@ -1,6 +1,10 @@
 """Read FakeChain JSONL line by line: every line is parsed and validated on its own, so one bad line never
 costs its neighbours. Each problem becomes a :class:`FakeChainError` with file, line and field.
 
+A line ends at ``\n``, ``\r\n`` or a lone ``\r`` (old Mac exports), mixed in one file too: a JSON text holds no raw
+line break inside a string, so a lone ``\r`` can only end a line. A UTF-8 byte-order mark at the start of the file is
+skipped.
+
 orjson on raw byte lines replaces the ``jsonlines`` package here: we need to go on past a bad line, tell
 non-UTF-8 bytes apart from bad JSON, and refuse an oversized line before parsing it.
 """
@@ -21,6 +25,53 @@ from fakeinstruct.files import resolve_inside
 from fakeinstruct.images import DEFAULT_LIMITS, ImageLimits, check_image
 
 MAX_LINE_BYTES = 1024 * 1024
+BOM = b"\xef\xbb\xbf"
+_READ = 1 << 20  # bytes read at most at once, so that a file without \n is not read whole to find its \r endings
+
+
+def iter_lines(handle, offset: int = 0) -> Iterator[tuple[int, bytes]]:
+    """``(offset, line)`` for every line of the binary ``handle`` from its position ``offset`` (a line start), the
+    line without its ending (``\n``, ``\r\n`` or ``\r``); at offset 0 without a UTF-8 byte-order mark."""
+    parts: list[bytes] = []  # the line read so far, when it spans reads
+    start, after_cr = offset, False
+    if offset == 0:
+        head = handle.read(len(BOM))
+        if head == BOM:
+            start = offset = len(BOM)
+        else:
+            handle.seek(0)
+    while chunk := handle.readline(_READ):
+        if not parts and not after_cr and chunk[-1:] == b"\n" and b"\r" not in chunk:  # the usual line, whole
+            yield offset, chunk[:-1]
+            offset = start = offset + len(chunk)
+            continue
+        pos = 0
+        if after_cr and chunk[:1] == b"\n":  # the \n of a \r\n that a read split
+            pos, start = 1, offset + 1
+        after_cr = False
+        while (cr := chunk.find(b"\r", pos)) >= 0:
+            yield start, b"".join([*parts, chunk[pos:cr]])
+            parts, pos = [], cr + 1
+            if chunk[pos : pos + 1] == b"\n":
+                pos += 1
+            else:
+                after_cr = pos == len(chunk)  # a \n may start the next read
+            start = offset + pos
+        rest = chunk[pos:]
+        if rest[-1:] == b"\n":
+            yield start, b"".join([*parts, rest[:-1]])
+            parts, start = [], offset + len(chunk)
+        elif rest:
+            parts.append(rest)
+        offset += len(chunk)
+    if parts:
+        yield start, b"".join(parts)
+
+
+def count_lines(data: bytes) -> int:
+    """How many lines :func:`iter_lines` finds in ``data`` (blank ones included), when ``data`` starts a line."""
+    ends = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    return ends + (bool(data) and data[-1:] not in (b"\n", b"\r"))
 
 
 @dataclass
@@ -95,7 +146,10 @@ def check_record_image(line: Line, root: Path, *, file: str, limits: ImageLimits
             if key is not None:
                 cache[key] = (width, height)
     except OSError as err:
-        message = f"image file not found: {chain.image}" if isinstance(err, FileNotFoundError) else str(err)
+        if isinstance(err, FileNotFoundError):
+            message = f"image file not found: {chain.image}"
+        else:
+            message = f"cannot read image {chain.image}: {err.strerror or err}"
         line.errors.append(FakeChainError(message, file=file, line=line.number, field="image"))
         return
     except FakeChainError as err:
@@ -145,12 +199,9 @@ def read_chains(
         raise FakeChainError(f"cannot open chains file: {err.strerror}", file=file) from err
     with handle:
         handle.seek(start)
-        offset = start
-        for number, raw in enumerate(handle, start=1):
-            if end is not None and offset >= end:
+        for number, (line_start, raw) in enumerate(iter_lines(handle, start), start=1):
+            if end is not None and line_start >= end:
                 break
-            line_start, offset = offset, offset + len(raw)
-            raw = raw.rstrip(b"\r\n")
             if not raw.strip():
                 continue
             line = parse_line(raw, file=file, number=number, taxonomy=taxonomy)

@@ -28,11 +28,36 @@ SCHEMA_VERSIONS = ("1.0", "1.1")
 IMAGE_PLACEHOLDER = "<image>"
 
 
-def _no_placeholder(text: str) -> str:
+# C0 and C1 control characters and DEL; line breaks and tabs are text. The names of the usual ones, for the message.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_NAMES = {0x00: "NUL", 0x07: "BEL", 0x08: "BS", 0x09: "TAB", 0x0A: "LF", 0x0C: "FF", 0x0D: "CR", 0x1B: "ESC"}
+_CONTROL_NAMES[0x7F] = "DEL"
+
+
+def control_character(text: str, *, line_breaks: bool = True) -> str | None:
+    """The first control character of ``text``, as ``U+0007 (BEL)``, else None; line breaks (LF) and tabs count
+    only without ``line_breaks``."""
+    found = (_CONTROL if line_breaks else _ANY_CONTROL).search(text)
+    if found is None:
+        return None
+    code = ord(found.group())
+    name = _CONTROL_NAMES.get(code)
+    return f"U+{code:04X}" + (f" ({name})" if name else "")
+
+
+def _plain_text(text: str) -> str:
     # Annotation text is free prose, but a literal image placeholder would be expanded into image tokens by
-    # every LLaVA-style processor and shift the image count; it is rejected wherever text is accepted.
+    # every LLaVA-style processor and shift the image count; it is rejected wherever text is accepted. Control
+    # characters (NUL, BEL, ESC and its terminal sequences ...) are rejected rather than stripped: they come from a
+    # broken export or are meant to mislead whoever reads the text in a terminal, and the record says which.
     if IMAGE_PLACEHOLDER in text:
         raise ValueError(f"contains the image placeholder {IMAGE_PLACEHOLDER!r}")
+    control = control_character(text)
+    if control:
+        raise ValueError(
+            f"contains the control character {control}; text may hold line breaks and tabs, no other control character"
+        )
     return text
 
 
@@ -43,13 +68,13 @@ Text = Annotated[
     str,
     Strict(),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
-    AfterValidator(_no_placeholder),
+    AfterValidator(_plain_text),
 ]
 ShortText = Annotated[
     str,
     Strict(),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_no_placeholder),
+    AfterValidator(_plain_text),
 ]
 Severity = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 # The annotation text of one record (evidence, measurements, reasoning, conclusion, enhancement) together. A built-in
@@ -177,6 +202,9 @@ class FakeChain(_Strict):
     @field_validator("image")
     @classmethod
     def _relative_image(cls, value: str) -> str:
+        control = control_character(value, line_breaks=False)
+        if control:
+            raise ValueError(f"image {value!r} contains the control character {control}")
         if not value or value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value) or "\\" in value:
             raise ValueError(f"image {value!r} must be a '/'-separated path relative to the dataset root")
         if any(part in ("", ".", "..") for part in value.split("/")):

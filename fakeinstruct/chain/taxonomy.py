@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from fakeinstruct.errors import TaxonomyError
+from fakeinstruct.yamldata import load_yaml
 
 Prose = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -94,8 +95,14 @@ class Taxonomy:
 
 def _load_file(path: Path) -> list[AttributeSpec]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" on line {mark.line + 1}" if mark else ""
+        raise TaxonomyError(
+            f"cannot read taxonomy: YAML error{where}: {getattr(err, 'problem', err)}", file=str(path)
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
         raise TaxonomyError(f"cannot read taxonomy: {err}", file=str(path)) from err
     return _parse(data, str(path))
 
@@ -114,7 +121,7 @@ def _parse(data: object, file: str) -> list[AttributeSpec]:
 def default_taxonomy() -> Taxonomy:
     """The built-in taxonomy shipped as ``fakeinstruct/chain/taxonomy.yaml``."""
     ref = resources.files("fakeinstruct.chain") / "taxonomy.yaml"
-    return Taxonomy(_parse(yaml.safe_load(ref.read_text(encoding="utf-8")), str(ref)))
+    return Taxonomy(_parse(load_yaml(ref.read_text(encoding="utf-8")), str(ref)))
 
 
 def load_taxonomy(extra: str | Path | None = None) -> Taxonomy:

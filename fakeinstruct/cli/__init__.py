@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     except FakeInstructError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a write no stage turned into its own error: disk full, read-only, permissions
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -179,7 +179,7 @@ def _read_manifest(root: Path, manifest: Path) -> list[tuple[int, dict[str, Any]
     from fakeinstruct.files import resolve_inside
 
     entries, seen = [], {}
-    with open(manifest, encoding="utf-8") as handle:
+    with open(manifest, encoding="utf-8-sig") as handle:  # text mode: \n, \r\n and \r end lines
         for number, text in enumerate(handle, 1):
             if not text.strip():
                 continue

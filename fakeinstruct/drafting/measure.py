@@ -89,11 +89,11 @@ class Measurements:
 
 
 def decode_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image to an ``(H, W, 3)`` uint8 array."""
-    from PIL import Image
+    """Decode an image (within the image limits, any mode: :func:`fakeinstruct.images.to_rgb`) to an ``(H, W, 3)``
+    uint8 array."""
+    from fakeinstruct.images import load_rgb
 
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    return np.asarray(load_rgb(path))
 
 
 def load_rgb(path: str | Path) -> np.ndarray:

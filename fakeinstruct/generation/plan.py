@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from fakeinstruct.chain.origin import normalize_split, split_named_in
-from fakeinstruct.chain.reader import read_chains
+from fakeinstruct.chain.reader import count_lines, read_chains
 from fakeinstruct.errors import FakeChainError, FakeInstructError
 from fakeinstruct.generation.context import GenerationContext
 from fakeinstruct.generation.records import Plan, RecordRef, ShardSpec, review_summary
@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 def byte_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
-    """Split ``path`` into at most ``parts`` byte ranges that start at line starts."""
+    """Split ``path`` into at most ``parts`` byte ranges that start at line starts (after a ``\n``: a file whose lines
+    end in a lone ``\r`` is one range)."""
     size = path.stat().st_size
     bounds = [0]
     with path.open("rb") as handle:
@@ -114,7 +115,7 @@ def scan_range(context: GenerationContext, byte_range: tuple[int, int]) -> tuple
     chains = context.chains
     chains.seek(start)
     data = chains.read(end - start)
-    return columns, errors, rejected, data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
+    return columns, errors, rejected, count_lines(data)
 
 
 def scan(chains: Path, results: Iterable[tuple]) -> tuple[list[RecordRef], int]:

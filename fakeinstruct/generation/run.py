@@ -18,7 +18,8 @@ from fakeinstruct import __version__
 from fakeinstruct.chain import SCHEMA_VERSION
 from fakeinstruct.chain.taxonomy import load_taxonomy
 from fakeinstruct.errors import FakeInstructError
-from fakeinstruct.folder import FakeInstructFolder, ManifestWriter
+from fakeinstruct.files import remove_stale_temps
+from fakeinstruct.folder import FakeInstructFolder, ManifestWriter, writing
 from fakeinstruct.generation.config import NOT_OUTPUT, GenerateConfig
 from fakeinstruct.generation.context import Workers
 from fakeinstruct.generation.formats import FORMATS
@@ -87,6 +88,7 @@ def generate(config: GenerateConfig) -> GenerateResult:
         raise FakeInstructError("no templates selected")
 
     workers = Workers(config, FORMATS[config.format].schema(config.images == "embed"))
+    failed = True
     try:
         # hashing the chains file (for the folder's identity) overlaps the validation pass in the workers
         with ThreadPoolExecutor(1) as hasher:
@@ -102,16 +104,21 @@ def generate(config: GenerateConfig) -> GenerateResult:
             len(plan.shards),
         )
         identity = _identity(config, registry, chains_sha256.result())
-        folder, manifest = FakeInstructFolder.prepare(config.out, identity, config.overwrite)
-        folder.write_config(identity, asdict(config), [s.name for s in plan.shards], plan.image_prefix)
-        done = {name: e for name, e in manifest["shards"].items() if _still_valid(folder.path, e)}
-        todo = [s for s in plan.shards if s.name not in done]
-        if done:
-            logger.info("resuming: %d of %d shards already written", len(done), len(plan.shards))
-        _run_shards(config, workers, todo, done, folder, sum(s.planned_pairs for s in todo))
+        with writing(config.out):
+            folder, manifest = FakeInstructFolder.prepare(config.out, identity, config.overwrite)
+            folder.write_config(identity, asdict(config), [s.name for s in plan.shards], plan.image_prefix)
+            done = {name: e for name, e in manifest["shards"].items() if _still_valid(folder.path, e)}
+            todo = [s for s in plan.shards if s.name not in done]
+            if done:
+                logger.info("resuming: %d of %d shards already written", len(done), len(plan.shards))
+            _run_shards(config, workers, todo, done, folder, sum(s.planned_pairs for s in todo))
         workers.close()
+        failed = False
     finally:
         workers.terminate()
+        if failed and Path(config.out).is_dir():
+            # the workers stopped mid-shard are gone: their temporary files go too (a live writer's stay)
+            remove_stale_temps(config.out)
 
     stats = PairStats.merged(e["stats"] for e in done.values())
     summary = stats.summary()
@@ -123,10 +130,11 @@ def generate(config: GenerateConfig) -> GenerateResult:
         "per_split": plan.records_per_split,
         **plan.review,
     }
-    folder.write_stats(summary)
     from fakeinstruct.report.card import render_dataset_card
 
-    folder.write_card(render_dataset_card(identity | {"out": str(folder.path)}, summary))
+    with writing(config.out):
+        folder.write_stats(summary)
+        folder.write_card(render_dataset_card(identity | {"out": str(folder.path)}, summary))
     logger.info(
         "wrote %d pairs (%d duplicates removed) to %s", stats.pairs, summary["duplicates_removed"], folder.path
     )

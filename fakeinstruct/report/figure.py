@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fakeinstruct.files import atomic_write
+
 
 def draw(stats: dict, quality: dict, path: str | Path) -> Path:
     """Four panels: pairs per family and split, answer length per family, answer-word balance, diversity."""
@@ -60,8 +62,9 @@ def draw(stats: dict, quality: dict, path: str | Path) -> Path:
     fig.suptitle(f"FakeInstruct: {stats['pairs']} pairs")
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_write(path) as handle:
+            fig.savefig(handle, format="png")
+    finally:
+        plt.close(fig)
     return path

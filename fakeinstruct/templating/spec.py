@@ -22,8 +22,10 @@ from pydantic import (
     field_validator,
 )
 
+from fakeinstruct.chain.schema import control_character
 from fakeinstruct.errors import TemplateError
 from fakeinstruct.templating.kinds import ANSWER_CLASSES, ATTRIBUTE_KINDS, FAMILIES, KINDS, REQUIRABLE
+from fakeinstruct.yamldata import load_yaml
 
 IMAGE_PLACEHOLDER = "<image>"
 
@@ -33,6 +35,9 @@ def _phrasing(text: str) -> str:
         raise ValueError("expected a non-empty string")
     if IMAGE_PLACEHOLDER in text:
         raise ValueError("templates must not contain '<image>': the output format places the image")
+    control = control_character(text)
+    if control:  # as in FakeChain text: it would reach the training data
+        raise ValueError(f"contains the control character {control}; phrasings may hold line breaks and tabs only")
     return text
 
 
@@ -196,7 +201,7 @@ def spec_error(err: ValidationError, file: str, allowed: list[str]) -> TemplateE
 def parse_spec(text: str, file: str) -> TemplateSpec:
     """Parse a template file's YAML text into a :class:`TemplateSpec`; any problem names ``file`` and the field."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" on line {mark.line + 1}" if mark else ""

@@ -9,10 +9,9 @@ model's).
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,10 +143,66 @@ class CalibrationHead(
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path) -> CalibrationHead | None:
-        """The head saved in ``checkpoint/calibration``, or None when the checkpoint has none."""
+        """The head saved in ``checkpoint/calibration``, or None when the checkpoint has no such folder.
+
+        A checkpoint is someone else's file: the head is read from its two files directly and refused, with one line
+        naming the file, unless its config names a method and its weights are exactly a finite ``weight`` and
+        ``bias`` of shape (1,) (a missing tensor would otherwise load as the default, an identity head that claims to
+        be calibrated, and a NaN or infinite one would make every probability NaN, 0 or 1).
+        """
         folder = Path(checkpoint) / SUBFOLDER
-        if not (folder / "config.json").is_file():
+        if not folder.is_dir():
             return None
-        # The mixin prints a progress line to stdout for local folders; stdout belongs to the caller (JSON output).
-        with contextlib.redirect_stdout(sys.stderr):
-            return cls.from_pretrained(folder)
+        config_path, weights_path = folder / "config.json", folder / "model.safetensors"
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise CalibrationError(f"{path} is missing: calibrate the checkpoint again (scripts/calibrate.py)")
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise CalibrationError(f"{config_path}: not valid JSON ({err})") from None
+        method = config.get("method") if isinstance(config, dict) else None
+        if method not in METHODS:
+            raise CalibrationError(f"{config_path}: method must be one of {', '.join(METHODS)}, not {method!r}")
+        fit_info = config.get("fit_info", {})
+        if not isinstance(fit_info, dict):
+            raise CalibrationError(f"{config_path}: fit_info must be an object")
+        head = cls(method, fit_info)
+        values = _read_parameters(weights_path)
+        if method == "temperature" and values["weight"] <= 0:
+            raise CalibrationError(
+                f"{weights_path}: a temperature head needs a positive weight (1/T), not {values['weight']}"
+            )
+        with torch.no_grad():
+            head.weight.fill_(values["weight"])
+            head.bias.fill_(values["bias"])
+        return head
+
+
+def _read_parameters(path: Path) -> dict[str, float]:
+    """``weight`` and ``bias`` of a saved head: exactly these two tensors, each one finite number."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+    except (OSError, SafetensorError, ValueError) as err:
+        raise CalibrationError(f"{path}: not a readable safetensors file ({err})") from None
+    missing = [name for name in ("weight", "bias") if name not in tensors]
+    if missing:
+        raise CalibrationError(f"{path}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing")
+    extra = sorted(set(tensors) - {"weight", "bias"})
+    if extra:
+        raise CalibrationError(f"{path}: unexpected tensors: {', '.join(extra)}")
+    values = {}
+    for name in ("weight", "bias"):
+        tensor = tensors[name]
+        if tuple(tensor.shape) != (1,):
+            raise CalibrationError(f"{path}: {name} has shape {tuple(tensor.shape)}, expected (1,)")
+        if not tensor.dtype.is_floating_point:
+            raise CalibrationError(f"{path}: {name} is {tensor.dtype}, expected a float")
+        value = float(tensor[0])
+        if not math.isfinite(value):
+            raise CalibrationError(f"{path}: {name} is {value}; a head holds finite numbers")
+        values[name] = value
+    return values

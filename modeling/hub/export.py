@@ -35,10 +35,17 @@ LOGS_DIR = "logs"
 CALIBRATION_FILES = ("config.json", "model.safetensors")
 EVAL_FILES = ("metrics.json", "results.md", "roc.png", "reliability_diagram.png")
 METRICS_FILE = "metrics.json"
+CALIBRATION = "calibration"
 
 
 class ExportError(RuntimeError):
     """Publishing failed; the message says why and what was (not) published."""
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is in ``folder``: not a symlink, or one that resolves inside it. Only regular files are
+    exported (a FIFO or device is not ``is_file()``), and a link out of the folder would publish what it points at."""
+    return not path.is_symlink() or path.resolve().is_relative_to(folder.resolve())
 
 
 def stage(
@@ -53,27 +60,40 @@ def stage(
 
     model_dir = Path(model_dir)
     require_safetensors(model_dir)
-    skipped = []
+    skipped, leaving = [], []
     for path in sorted(model_dir.iterdir()):
-        if path.is_file() and path.name in LOG_FILES:
+        if not _inside(path, model_dir):
+            leaving.append(path.name)
+        elif path.is_file() and path.name in LOG_FILES:
             (staging / LOGS_DIR).mkdir(exist_ok=True)
             shutil.copy2(path, staging / LOGS_DIR / path.name)
         elif path.is_file() and path.suffix in MODEL_SUFFIXES:
             shutil.copy2(path, staging / path.name)
-        elif path.name == "calibration" and path.is_dir():
-            (staging / "calibration").mkdir()
-            for name in CALIBRATION_FILES:
-                if (path / name).is_file():
-                    shutil.copy2(path / name, staging / "calibration" / name)
+        elif path.name == CALIBRATION and path.is_dir():
+            (staging / CALIBRATION).mkdir()
+            for item in sorted(path.iterdir()):
+                name = f"{CALIBRATION}/{item.name}"
+                if not _inside(item, model_dir):
+                    leaving.append(name)
+                elif item.is_file() and item.name in CALIBRATION_FILES:
+                    shutil.copy2(item, staging / name)
+                else:
+                    skipped.append(name)
         else:
             skipped.append(path.name)
     pickles = [name for name in skipped if Path(name).suffix in PICKLE_SUFFIXES]
     if skipped:
         logger.info("not exported from %s: %s%s", model_dir, ", ".join(skipped), " (pickles)" if pickles else "")
+    if leaving:
+        logger.warning("not exported from %s: %s (symlinks to outside the folder)", model_dir, ", ".join(leaving))
     metrics = results = None
     if eval_dir is not None:
         eval_dir = Path(eval_dir)
         metrics_path = eval_dir / METRICS_FILE
+        if not _inside(metrics_path, eval_dir):
+            raise ExportError(
+                f"{metrics_path} is a symlink to outside {eval_dir}: refusing to publish what it points at"
+            )
         if not metrics_path.is_file():
             raise ExportError(
                 f"{eval_dir} has no {METRICS_FILE}: run scripts/evaluate.py first, or leave out eval_dir"
@@ -81,7 +101,7 @@ def stage(
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         (staging / "eval").mkdir()
         for name in EVAL_FILES:
-            if (eval_dir / name).is_file():
+            if (eval_dir / name).is_file() and _inside(eval_dir / name, eval_dir):
                 shutil.copy2(eval_dir / name, staging / "eval" / name)
         results = (
             (eval_dir / "results.md").read_text(encoding="utf-8") if (eval_dir / "results.md").is_file() else None

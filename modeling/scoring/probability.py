@@ -20,6 +20,8 @@ from functools import cache
 import numpy as np
 import torch
 
+from modeling.scoring.chat_template import assistant_turn, render_chat, user_turn
+
 # Processor outputs that are not per-row tensors of the text: everything else is repeated with its row.
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
 
@@ -65,10 +67,6 @@ class Scores:
     negative_logprob: np.ndarray
 
 
-def user_turn(question: str) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-
-
 def prompt_text(processor, question: str) -> str:
     """The rendered prompt up to and including the assistant prefix, as training rendered it."""
     return conversation_prompt(processor, user_turn(question))
@@ -76,13 +74,12 @@ def prompt_text(processor, question: str) -> str:
 
 def conversation_prompt(processor, messages: list[dict]) -> str:
     """``messages`` (ending with a user turn) rendered with the generation prompt."""
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return render_chat(processor, messages, add_generation_prompt=True)
 
 
 def _answer_text(processor, question: str, prompt: str, word: str) -> str:
     """What follows ``prompt`` up to the end of ``word`` when the assistant answers with ``word``."""
-    messages = [*user_turn(question), {"role": "assistant", "content": [{"type": "text", "text": word}]}]
-    full = processor.apply_chat_template(messages, tokenize=False)
+    full = render_chat(processor, [*user_turn(question), assistant_turn(word)])
     if not full.startswith(prompt):
         raise ScoringError(
             "the chat template renders the generation prompt differently from the start of an assistant turn; "
@@ -181,6 +178,12 @@ class TokenProbabilityEstimator:
             prompts = [prompt_of[questions[i].question] for i in rows]
             pos[rows], neg[rows] = self._score_batch([images[i] for i in rows], prompts, plan)
         logit = pos - neg
+        broken = int((~np.isfinite(logit)).sum())
+        if broken:
+            raise ScoringError(
+                f"the model gave non-finite log-probabilities for {broken} of {len(logit)} image(s): its weights hold "
+                "NaN or infinite values, or its dtype overflows"
+            )
         return Scores(logit=logit, p=_sigmoid(logit), positive_logprob=pos, negative_logprob=neg)
 
     def encode(self, images: list, prompts: list[str]) -> dict:

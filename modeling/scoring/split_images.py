@@ -6,7 +6,6 @@ the image reference are read (pyarrow, no ``datasets``), so this stays fast on a
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +30,11 @@ class LabeledImage:
     group: str = ""
 
     def open(self):
-        """The image in RGB (paths are opened within the dataset image limits)."""
-        from PIL import Image
-
-        from modeling.detector import load_rgb
+        """The image in 8-bit RGB, opened within the dataset image limits (embedded bytes too)."""
+        from fakeinstruct.images import load_rgb
 
         if self.data is not None:
-            return Image.open(io.BytesIO(self.data)).convert("RGB")
+            return load_rgb(self.data, shown=f"the embedded image of {self.chain_id}")
         return load_rgb(self.path)
 
 

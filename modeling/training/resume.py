@@ -19,6 +19,8 @@ from transformers.core_model_loading import WeightConverter, WeightRenaming, ren
 from transformers.utils import logging
 from trl import SFTTrainer
 
+from fakeinstruct.files import write_text
+
 logger = logging.get_logger(__name__)
 
 COMPLETE_MARKER = "checkpoint_complete.json"
@@ -52,10 +54,7 @@ def mark_complete(folder: str | Path, step: int) -> None:
     for name in files:
         _fsync(folder / name)
     hashes = {name: sha256(folder / name) for name in files if name.endswith(".safetensors")}
-    staging = folder / f".{COMPLETE_MARKER}.tmp"
-    staging.write_text(json.dumps({"global_step": step, "files": files, "sha256": hashes}, indent=1), encoding="utf-8")
-    _fsync(staging)
-    os.replace(staging, folder / COMPLETE_MARKER)
+    write_text(folder / COMPLETE_MARKER, json.dumps({"global_step": step, "files": files, "sha256": hashes}, indent=1))
     _fsync(folder)
 
 

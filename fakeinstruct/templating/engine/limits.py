@@ -100,13 +100,25 @@ def _too_many_loops() -> SecurityError:
     return SecurityError(f"more than {MAX_LOOP_ITERATIONS} loop iterations in one render")
 
 
+def over_time(seconds: float = MAX_CHECK_SECONDS) -> SecurityError:
+    return SecurityError(f"the render took over {seconds} s of CPU time")
+
+
+def tick(context) -> None:
+    """Stop a timed render past its CPU-time deadline: checked at every loop iteration, call and checked operator,
+    and in foreign templates at every filter. An untimed render (generation) pays a dict lookup per call."""
+    budget = context.__dict__.get("fakeinstruct_budget")
+    if budget is not None and budget[2] is not None and time.thread_time() > budget[2]:
+        raise over_time()
+
+
 def _counted(budget: list, iterable):
     for item in iterable:
         budget[0] -= 1
         if budget[0] < 0:
             raise _too_many_loops()
         if budget[2] is not None and time.thread_time() > budget[2]:
-            raise SecurityError(f"the render took over {MAX_CHECK_SECONDS} s of CPU time")
+            raise over_time()
         yield item
 
 
@@ -129,6 +141,12 @@ def _loop_guard(context, iterable):
 @pass_context
 def _built(context, value):
     charge(context, size(value), "an expression")
+    return value
+
+
+@pass_context
+def _ticked(context, value):
+    tick(context)
     return value
 
 
@@ -296,6 +314,9 @@ _REFUSED = {
 }
 
 
+_FOREIGN_ALLOWED = (nodes.Macro, nodes.CallBlock)
+
+
 def _constant(node) -> bool:
     if isinstance(node, (nodes.List, nodes.Tuple)):
         return all(_constant(item) for item in node.items)
@@ -309,22 +330,35 @@ def _wrap(node, name: str):
 
 
 class Limiter(NodeTransformer):
-    """Refuses what could recurse or load other templates; wraps loops and built values in their checks."""
+    """Refuses what could recurse or load other templates; wraps loops and built values in their checks.
+
+    A ``foreign`` template (a checkpoint's chat template, written for transformers' sandbox) keeps its macros, call
+    blocks and recursive loops: they recurse only through calls, and each of its renders is timed, at every call and
+    at every filter too.
+    """
 
     loops = False
 
+    def __init__(self, foreign: bool = False):
+        self.foreign = foreign
+
     def generic_visit(self, node, *args, **kwargs):
-        if type(node) in _REFUSED:
+        if type(node) in _REFUSED and not (self.foreign and type(node) in _FOREIGN_ALLOWED):
             raise TemplateSyntaxError(f"{_REFUSED[type(node)]} are not allowed in templates", node.lineno)
         return super().generic_visit(node, *args, **kwargs)
 
     def visit_For(self, node):
-        if node.recursive:
+        if node.recursive and not self.foreign:
             raise TemplateSyntaxError("recursive loops are not allowed in templates", node.lineno)
         self.loops = True
         node = self.generic_visit(node)
         node.iter = _wrap(node.iter, "_loop_guard")
         return node
+
+    def visit_Filter(self, node):
+        node = self.generic_visit(node)
+        # a {% filter %} block's filter has no node of its own: the block is timed by what it calls
+        return _wrap(node, "_ticked") if self.foreign and node.node is not None else node
 
     def visit_Concat(self, node):
         return _wrap(self.generic_visit(node), "_built")
@@ -349,7 +383,7 @@ def install(env) -> None:
     env.filters["slice"] = jinja_filters.sync_do_slice
     for name in _SIZING_FILTERS + _COLLECTING_FILTERS:
         env.filters[name] = _guarded_filter(name, env.filters[name])
-    env.filters.update(join=_join, join_and=_join_and, _loop_guard=_loop_guard, _built=_built)
+    env.filters.update(join=_join, join_and=_join_and, _loop_guard=_loop_guard, _built=_built, _ticked=_ticked)
     env.globals.update(range=_range, namespace=_Namespace)
     # lipsum draws from the global random state: it would make output depend on the process
     env.globals.pop("lipsum", None)
