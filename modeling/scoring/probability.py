@@ -187,7 +187,13 @@ class TokenProbabilityEstimator:
         )
 
     def _score_batch(self, images: list, prompts: list[str], plan: AnswerPlan) -> tuple[np.ndarray, np.ndarray]:
-        inputs = self.encode(images, prompts)
+        return self.score_inputs(self.encode(images, prompts), plan)
+
+    @torch.inference_mode()
+    def score_inputs(self, inputs, plan: AnswerPlan) -> tuple[np.ndarray, np.ndarray]:
+        """The two summed log-probabilities per row of ready model inputs (:meth:`encode`'s, or a data loader's
+        equal ones): the one forward pass that every way of scoring shares."""
+        n = len(inputs["input_ids"])
         if plan.single_position:
             logprobs = self._last_logprobs(inputs, keep=1)[:, -1]
             return (logprobs[:, plan.positive[0]].numpy(), logprobs[:, plan.negative[0]].numpy())
@@ -208,11 +214,11 @@ class TokenProbabilityEstimator:
         keep = max(map(len, continuations)) + 1
         logprobs = self._last_logprobs(doubled, keep)
         sums = []
-        for row, cont in enumerate(continuations * len(images)):
+        for row, cont in enumerate(continuations * n):
             first = keep - 1 - len(cont)  # kept position that predicts the continuation's first token
             steps = logprobs[row, first : first + len(cont)]
             sums.append(steps.gather(-1, torch.tensor(cont).unsqueeze(-1)).sum().item())
-        sums = np.asarray(sums, dtype=np.float64).reshape(len(images), 2)
+        sums = np.asarray(sums, dtype=np.float64).reshape(n, 2)
         return sums[:, 0], sums[:, 1]
 
     def _last_logprobs(self, inputs: dict, keep: int) -> torch.Tensor:
