@@ -105,7 +105,7 @@ def _read_table(path: Path, fmt: str, schema):
 
     if fmt == "parquet":
         table = pq.read_table(path).replace_schema_metadata(None)
-        return table.select(schema.names).cast(schema)
+        return table if schema is None else table.select(schema.names).cast(schema)
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return pa.Table.from_pylist(rows, schema=schema)
@@ -230,14 +230,14 @@ def _part_files(parts: Path, fmt: str) -> list[Path]:
     return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
-def _read_all(output: Path, fmt: str, schema):
+def _read_all(output: Path, fmt: str, schema=None):
     import pyarrow as pa
 
     tables = []
     if output.is_file():
         tables.append(_read_table(output, fmt, schema))
     tables += [_read_table(p, fmt, schema) for p in _part_files(parts_dir(output), fmt)]
-    return pa.concat_tables(tables) if tables else None
+    return pa.concat_tables(tables, promote_options="default") if tables else None
 
 
 def _latest(table) -> dict[str, int]:
@@ -254,13 +254,7 @@ def read_results(output: str | Path):
     """Everything a run (finished or killed) has written to ``output``, as a pyarrow Table: the output file and any
     parts, one row per image (the last scored row of an image wins)."""
     output = Path(output)
-    fmt = output_format(output)
-    run_path = parts_dir(output) / RUN_FILE
-    if not run_path.is_file():
-        run_path = run_file(output)
-    run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.is_file() else {}
-    schema = row_schema(list(run.get("attributes") or {}) or None, run.get("explanation") is not None)
-    table = _read_all(output, fmt, schema)
+    table = _read_all(output, output_format(output), None)
     if table is None:
         raise FileNotFoundError(f"{output}: no output and no parts")
     return table.take(sorted(_latest(table).values()))
