@@ -150,8 +150,15 @@ def test_result_store_parts_merge_in_input_order_and_refuse_another_run(tmp_path
     def row(key, p=0.5, error=None):
         if error:
             return {"path": key, "error": error}
-        return {"path": key, "label": "fake", "p_fake": p, "p_fake_raw": p, "logit": 0.0, "calibrated": True,
-                "attributes": {"texture": p}}
+        return {
+            "path": key,
+            "label": "fake",
+            "p_fake": p,
+            "p_fake_raw": p,
+            "logit": 0.0,
+            "calibrated": True,
+            "attributes": {"texture": p},
+        }
 
     for suffix in ("parquet", "jsonl"):
         out = tmp_path / f"scores.{suffix}"
@@ -176,7 +183,9 @@ def test_result_store_parts_merge_in_input_order_and_refuse_another_run(tmp_path
         again.save()
         again.finish(["b", "a"])
         table = read_results(out).to_pylist()
-        assert [r["path"] for r in table] == ["b", "a", "c"] and table[0]["p_fake"] == 0.9 and table[0]["error"] is None
+        assert (
+            [r["path"] for r in table] == ["b", "a", "c"] and table[0]["p_fake"] == 0.9 and table[0]["error"] is None
+        )
         assert table[0]["attributes"] == {"texture": 0.9}
         if suffix == "parquet":
             assert json.loads(pq.read_metadata(out).metadata[b"fakescope_run"]) == run  # provenance travels along
