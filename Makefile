@@ -33,7 +33,8 @@ demo: install  ## run the whole pipeline on the bundled sample
 test: install  ## fast tests
 	$(BIN)/python -m pytest -q tests
 
-slow_test: install  ## multi-process, DeepSpeed and long tests
+slow_test: install  ## multi-process, DeepSpeed, browser and long tests (installs the app extra too)
+	$(MAKE) install EXTRAS="$(EXTRAS),app"
 	$(BIN)/python -m pytest -q -m slow tests
 
 bench: install  ## the benchmarks of benchmarks/*.md (minutes; run on a quiet machine)
