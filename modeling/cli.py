@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(*both_spellings("--num_workers"), type=int, default=2, help="DataLoader processes that decode and resize")
     add("--device", help="torch device, e.g. cuda or cpu (default: where the model loads; one GPU per process)")
     add("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto", help="model weights dtype")
+    add("--threads", type=int, help="torch threads per process on CPU (default: cores left after the workers, >= 1)")
     add(
         "--extensions",
         default="jpg,jpeg,png,webp,bmp,tif,tiff,gif",
@@ -153,6 +154,7 @@ def detect(args) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress and args.output is not None,
             processes=processes,
+            threads=args.threads,
         )
     except ResultsError as err:
         return _fail(str(err))

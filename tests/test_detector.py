@@ -171,10 +171,11 @@ def test_benchmark_scoring_prints_its_json_line(tiny_model):
     import subprocess
     import sys
 
-    argv = [sys.executable, "scripts/benchmark_scoring.py", "--model", str(tiny_model), "--images", "16"]
-    argv += ["--batch-size", "8", "--repeats", "1", "--max-new-tokens", "4"]
-    result = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=300)
+    argv = [sys.executable, "scripts/benchmark_scoring.py", "--model", str(tiny_model), "--images", "32"]
+    argv += ["--batch-size", "8", "--repeats", "1", "--max-new-tokens", "4", "--explain-images", "8"]
+    result = subprocess.run([*argv, "--num-workers", "1"], capture_output=True, text=True, check=True, timeout=300)
     line = json.loads(result.stdout.strip().splitlines()[-1])
-    assert line["images"] == 16 and line["batch_size"] == 8
-    assert line["ours_images_per_s"] > 0 and line["generate_images_per_s"] > 0
-    assert line["parsed"] + line["unparsed"] == 16
+    assert line["images"] == 32 and line["batch_size"] == 8 and line["explain_images"] == 8
+    assert line["detect_images_per_s"] > 0 and line["forward_images_per_s"] > 0 and line["explain_images_per_s"] > 0
+    assert line["ratio_to_forward"] > 0 and line["speedup_vs_explain"] > 0 and line["preprocessing"] == "split"
+    assert set(line["batch_ms"]) == {"decode", "resize", "collate", "normalise", "forward", "rows"}

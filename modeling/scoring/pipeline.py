@@ -67,6 +67,15 @@ class Summary:
         return (self.scored + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
 
+def scoring_threads(num_workers: int, world: int = 1) -> int:
+    """Torch threads for a scoring process on CPU: the cores left to it after its loader workers, at least one.
+
+    Intra-op threads that share cores with the loader workers (or other processes) wait on each other at every
+    operation; on 2 cores a tiny model's forward pass is several times slower with 2 threads than with 1.
+    """
+    return max(1, (os.cpu_count() or 1) // max(1, world) - num_workers)
+
+
 def run_info(detector, attributes: bool, explain: bool) -> dict:
     """What produced a score file: the weights and head it came from, the questions and options."""
     from modeling.scoring.split_scores import weights_fingerprint
@@ -176,8 +185,12 @@ def detect_collection(
     progress: bool = True,
     processes: Processes | None = None,
     split_preprocessing: bool = True,
+    threads: int | None = None,
 ) -> Summary:
-    """Score every image of ``collection`` (this process's share of it), rows to ``output`` and/or ``on_rows``."""
+    """Score every image of ``collection`` (this process's share of it), rows to ``output`` and/or ``on_rows``.
+
+    On CPU, torch runs ``threads`` intra-op threads meanwhile (default :func:`scoring_threads`); the setting before
+    is restored at the end."""
     from tqdm.auto import tqdm
 
     from modeling.scoring.results import ResultStore, row_schema
@@ -212,9 +225,13 @@ def detect_collection(
     pin = detector.model.device.type == "cuda"
     loader = make_loader(ImageItems(collection, positions, encoder.prepare), detector.batch_size, num_workers, pin)
     scored = failed = 0
+    previous_threads = torch.get_num_threads()
+    if detector.model.device.type == "cpu":
+        torch.set_num_threads(threads or scoring_threads(num_workers, world))
     start = time.perf_counter()
     desc = "detect" if world == 1 else f"detect [rank 0 of {world}]"
-    with tqdm(total=len(positions), desc=desc, unit="img", disable=not progress or rank != 0 or not positions) as bar:
+    bar = tqdm(total=len(positions), desc=desc, unit="img", disable=not progress or rank != 0 or not positions)
+    try:
         for batch in loader:
             rows = scorer.rows(batch, keys)
             failed += len(batch["errors"])
@@ -224,8 +241,11 @@ def detect_collection(
             if on_rows is not None:
                 on_rows(rows)
             bar.update(len(rows))
-    if store is not None:
-        store.save()
+    finally:
+        bar.close()
+        torch.set_num_threads(previous_threads)
+        if store is not None:
+            store.save()  # what was scored is kept, also when scoring failed
     seconds = time.perf_counter() - start
     summary = Summary(total=len(keys), skipped=skipped, scored=scored, failed=failed, seconds=seconds)
     if store is not None:

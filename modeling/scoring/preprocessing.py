@@ -41,14 +41,44 @@ class SplitPreparer:
 
     def __call__(self, image) -> np.ndarray:
         ip, kw = self.image_processor, self.kwargs
-        array = ip.process_image(
-            image, do_convert_rgb=kw.get("do_convert_rgb"), input_data_format=kw.get("input_data_format")
-        )
-        if kw.get("do_resize"):
-            array = ip.resize(image=array, size=kw["size"], resample=kw["resample"])
+        if kw.get("do_resize") and getattr(image, "mode", None) == "RGB":
+            # PIL resizes the RGB image itself, to the size the backend's resize computes: the same pixels without
+            # the backend's two conversions of the full-size image between PIL and numpy
+            from transformers.image_transforms import resize
+
+            array = resize(
+                image,
+                self.output_size(image.height, image.width),
+                resample=kw["resample"],
+                data_format="channels_first",
+                input_data_format="channels_last",
+            )
+        else:
+            array = ip.process_image(
+                image, do_convert_rgb=kw.get("do_convert_rgb"), input_data_format=kw.get("input_data_format")
+            )
+            if kw.get("do_resize"):
+                array = ip.resize(image=array, size=kw["size"], resample=kw["resample"])
         if kw.get("do_center_crop"):
             array = ip.center_crop(array, kw["crop_size"])
         return np.ascontiguousarray(array)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) after the backend's resize, by the rules of ``PilBackend.resize``."""
+        from transformers import image_utils as iu
+        from transformers.image_transforms import get_resize_output_image_size, get_size_with_aspect_ratio
+
+        size = self.kwargs["size"]
+        if size.shortest_edge and size.longest_edge:
+            return get_size_with_aspect_ratio((height, width), size.shortest_edge, size.longest_edge)
+        if size.shortest_edge:
+            shape_only = np.broadcast_to(np.uint8(0), (3, height, width))
+            return get_resize_output_image_size(
+                shape_only, size=size.shortest_edge, default_to_square=False, input_data_format="channels_first"
+            )
+        if size.max_height and size.max_width:
+            return iu.get_image_size_for_max_height_width((height, width), size.max_height, size.max_width)
+        return size.height, size.width
 
 
 def decoded(image):
