@@ -115,6 +115,18 @@ def test_collect_a_datasets_folder(tmp_path):
         collect([str(tmp_path / "ds")], split="validation")
 
 
+def test_collect_a_hub_dataset(hub_endpoint):
+    import datasets
+
+    images = [Image.open(p).convert("RGB") for p in sorted(SAMPLE_IMAGES.glob("*.jpg"))[:2]]
+    repo_id = f"{hub_endpoint.user}/photos"
+    features = datasets.Features({"image": datasets.Image()})
+    datasets.Dataset.from_dict({"image": images}, features=features).push_to_hub(repo_id, token=hub_endpoint.token)
+    collection = collect([f"hf://datasets/{repo_id}"], split="train")
+    assert [r.key for r in collection.refs] == [f"hf://datasets/{repo_id}:train/{i}" for i in range(2)]
+    assert np.array_equal(np.asarray(collection.load(1)), np.asarray(images[1]))
+
+
 # -- preprocessing ----------------------------------------------------------------------------------------------
 
 
