@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from trl import TrlParser
 
-from modeling.hub.export import ExportError, export, push_folder
+from modeling.hub.export import ExportError, export, push_folder, push_space
 
 
 @dataclass
@@ -71,8 +71,6 @@ def main(argv: list[str] | None = None) -> None:
             **(hub if args.repo_id else {}),
         )
         if args.space_repo_id:
-            from modeling.hub.space import push_space
-
             if not args.repo_id:
                 raise ExportError("--space_repo_id needs --repo_id (the model repo the Space loads)")
             space_hub = {k: v for k, v in hub.items() if k != "revision"}

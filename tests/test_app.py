@@ -19,8 +19,8 @@ from conftest import REPO
 
 from modeling.detector import FakeScopeDetector
 from modeling.hub.app import analyse, metric_rows, metrics_markdown
-from modeling.hub.export import export
-from modeling.hub.space import REQUIREMENTS, push_space
+from modeling.hub.export import export, push_space
+from modeling.hub.space import REQUIREMENTS
 
 SAMPLE_IMAGE = REPO / "fakeinstruct" / "data" / "sample" / "images" / "sample-0001.jpg"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

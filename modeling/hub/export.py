@@ -178,3 +178,16 @@ def export(
     if output_dir is not None:
         where.append(str(output_dir))
     return ", ".join(where)
+
+
+def push_space(
+    space_repo_id: str, model: str, *, model_revision: str | None = None, license: str = "apache-2.0", **push_kwargs
+) -> str:
+    """Push a Gradio Space running the app over the model repo ``model`` (:func:`modeling.hub.space.stage_space`) in
+    one commit; ``push_kwargs`` go to :func:`push_folder`. Returns the commit URL."""
+    from modeling.hub.space import stage_space
+
+    push_kwargs.setdefault("commit_message", "Upload FakeScope-Kit detector app")
+    with tempfile.TemporaryDirectory(prefix="fakescope-space-") as tmp:
+        stage_space(tmp, model, model_revision=model_revision, license=license)
+        return push_folder(Path(tmp), space_repo_id, repo_type="space", **push_kwargs)

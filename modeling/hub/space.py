@@ -2,15 +2,15 @@
 
 :func:`write_app` adds ``app.py`` (:mod:`modeling.hub.app_template`), ``requirements.txt`` and the toolkit's own code
 in ``src/`` (``modeling``, ``fakeinstruct`` without the bundled sample), so that ``pip install -r requirements.txt``
-then ``python app.py`` works in the folder with nothing else installed. :func:`push_space` stages a Space repo: those
-files, ``app_config.json`` naming the model repo to load, and a README whose front matter says ``sdk: gradio``.
+then ``python app.py`` works in the folder with nothing else installed. A Space repo holds those
+files, ``app_config.json`` naming the model repo to load, and a README whose front matter says ``sdk: gradio``
+(:func:`stage_space`; :func:`modeling.hub.export.push_space` pushes it).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 GRADIO_VERSION = "6.31.0"
@@ -95,26 +95,12 @@ def space_card(model: str, *, title: str = "FakeScope detector", license: str = 
     )
 
 
-def push_space(
-    space_repo_id: str,
-    model: str,
-    *,
-    model_revision: str | None = None,
-    license: str = "apache-2.0",
-    **push_kwargs,
-) -> str:
-    """Stage and push a Gradio Space over the model repo ``model`` (at ``model_revision``) in one commit; return the
-    commit URL. ``push_kwargs`` go to :func:`~modeling.hub.export.push_folder` (token, private, exist_ok ...)."""
-    from modeling.hub.export import push_folder
-
-    with tempfile.TemporaryDirectory(prefix="fakescope-space-") as tmp:
-        staging = Path(tmp)
-        write_app(staging, model=model, revision=model_revision)
-        (staging / "README.md").write_text(space_card(model, license=license), encoding="utf-8")
-        return push_folder(
-            staging,
-            space_repo_id,
-            repo_type="space",
-            commit_message=push_kwargs.pop("commit_message", "Upload FakeScope-Kit detector app"),
-            **push_kwargs,
-        )
+def stage_space(
+    folder: str | Path, model: str, *, model_revision: str | None = None, license: str = "apache-2.0"
+) -> Path:
+    """Fill ``folder`` with a Gradio Space over the model repo ``model`` (at ``model_revision``): the app files,
+    app_config.json and the Space's README; :func:`modeling.hub.export.push_space` pushes it."""
+    folder = Path(folder)
+    write_app(folder, model=model, revision=model_revision)
+    (folder / "README.md").write_text(space_card(model, license=license), encoding="utf-8")
+    return folder
