@@ -3,6 +3,7 @@ an exported folder and driven in headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -19,7 +20,7 @@ from conftest import REPO
 
 from modeling.detector import FakeScopeDetector
 from modeling.hub.app import analyse, metric_rows, metrics_markdown
-from modeling.hub.export import export, push_space
+from modeling.hub.export import export
 from modeling.hub.space import REQUIREMENTS
 
 SAMPLE_IMAGE = REPO / "fakeinstruct" / "data" / "sample" / "images" / "sample-0001.jpg"
@@ -97,19 +98,25 @@ def test_export_with_app_is_a_folder_that_runs_on_its_own(calibrated, evaluated,
     assert "--model" in result.stdout and "--port" in result.stdout
 
 
-def test_push_a_space_over_the_model_repo(hub_endpoint, calibrated):
+def test_push_to_hub_script_pushes_the_model_with_its_app_and_a_space(hub_endpoint, calibrated, tmp_path):
     hub = hub_endpoint
     model, _ = calibrated
     repo_id, space_id = f"{hub.user}/fakescope-app", f"{hub.user}/fakescope-demo"
-    export(model, repo_id=repo_id, token=hub.token)
-    push_space(space_id, repo_id, model_revision="main", token=hub.token)
+    argv = [sys.executable, "scripts/push_to_hub.py", "--model", str(model), "--repo_id", repo_id, "--app"]
+    argv += ["--space_repo_id", space_id, "--output_dir", str(tmp_path / "publish")]
+    result = subprocess.run(argv, cwd=REPO, env=hub.env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "publish" / "app.py").is_file()
+    model_files = {f.path for f in hub.api.list_repo_tree(repo_id, recursive=True)}
+    assert {"app.py", "requirements.txt", "src/modeling/hub/app.py", "model.safetensors"} <= model_files
     files = {f.path for f in hub.api.list_repo_tree(space_id, repo_type="space", recursive=True)}
     assert {"app.py", "requirements.txt", "README.md", "app_config.json", "src/modeling/hub/app.py"} <= files
+    assert "model.safetensors" not in files  # the Space loads the model repo
     readme = Path(hub.api.hf_hub_download(space_id, "README.md", repo_type="space"))
     meta = yaml.safe_load(readme.read_text().split("---")[1])
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and meta["models"] == [repo_id]
-    config = Path(hub.api.hf_hub_download(space_id, "app_config.json", repo_type="space")).read_text()
-    assert repo_id in config
+    config = json.loads(Path(hub.api.hf_hub_download(space_id, "app_config.json", repo_type="space")).read_text())
+    assert config == {"model": repo_id}
 
 
 def _free_port() -> int:
