@@ -40,7 +40,7 @@ slow_test: install  ## multi-process, DeepSpeed, browser and long tests (install
 bench: install  ## the benchmarks of benchmarks/*.md (minutes; run on a quiet machine)
 	$(BIN)/python scripts/benchmark_generate.py --pairs 2000000 --workers 2
 	$(BIN)/python scripts/benchmark_train.py
-	$(BIN)/python scripts/benchmark_scoring.py --images 192 --batch-size 16
+	$(BIN)/python scripts/benchmark_scoring.py --images 2048 --batch-size 16 --num-workers 2
 
 style: install  ## format and fix
 	$(BIN)/ruff format $(check_dirs)
