@@ -14,7 +14,9 @@ Three ways over the same images and model, each timed ``--repeats`` times in tur
     decoded beforehand (which favours it).
 
 ``ratio_to_forward`` = a/b in images/s (target >= 0.8 at batch 16 with 2 workers), ``speedup_vs_explain`` = a/c.
-``batch_ms`` breaks one batch of (a) into its stages, run one after the other in this process. The machine's load
+``batch_ms`` breaks one batch of (a) into its stages, run one after the other in this process: decode and resize
+(workers, per image), collate (workers: stack, and normalise on CPU), inputs (model inputs on the device), forward,
+rows. The machine's load
 (1-minute average) is read before and after. Prints one JSON line at the end. Without ``--model`` a tiny LLaVA
 (scripts/build_tiny_model.py's) is built in a temporary folder and fine-tuned for ``--train-epochs`` on the
 sample's real-or-fake pairs so that its answers parse; ``--train-epochs 0`` keeps it untrained (its answers run to
@@ -105,13 +107,14 @@ def stage_ms(detector, paths: list[Path], batch_size: int, batches: int = 8) -> 
     import numpy as np
 
     from modeling.detector import load_rgb
-    from modeling.scoring.preprocessing import BatchEncoder, collate
+    from modeling.scoring.preprocessing import BatchEncoder
     from modeling.scoring.probability import _sigmoid, prompt_text
 
-    encoder = BatchEncoder(detector.estimator)
+    encoder = BatchEncoder.cached(detector.estimator)
+    collate = encoder.collate
     question = detector.config.detection
     prompt, plan = prompt_text(detector.processor, question.question), detector.estimator.plan(question)
-    times: dict[str, list[float]] = {k: [] for k in ("decode", "resize", "collate", "normalise", "forward", "rows")}
+    times: dict[str, list[float]] = {k: [] for k in ("decode", "resize", "collate", "inputs", "forward", "rows")}
     for b in range(batches):
         chunk = [paths[(b * batch_size + i) % len(paths)] for i in range(batch_size)]
         images, t = timed(lambda chunk=chunk: [load_rgb(p) for p in chunk])
@@ -121,7 +124,7 @@ def stage_ms(detector, paths: list[Path], batch_size: int, batches: int = 8) -> 
         batch, t = timed(lambda prepared=prepared: collate([(i, x, None) for i, x in enumerate(prepared)]))
         times["collate"].append(t)
         inputs, t = timed(lambda batch=batch: encoder.inputs(encoder.pixels(batch["data"]), prompt))
-        times["normalise"].append(t)
+        times["inputs"].append(t)
         (pos, neg), t = timed(lambda inputs=inputs: detector.estimator.score_inputs(inputs, plan))
         times["forward"].append(t)
         _, t = timed(lambda pos=pos, neg=neg: detector.verdicts(pos - neg, _sigmoid(np.asarray(pos - neg))))
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             images = [load_rgb(p) for p in paths[start : start + args.batch_size]]
             batches.append(estimator.encode(images, [prompt] * len(images)))
         explain_images = [load_rgb(p) for p in paths[: args.explain_images]]
-        mode = BatchEncoder(estimator).mode
+        mode = BatchEncoder.cached(estimator).mode
 
         def detect(run: int):
             out = tmp / f"scores-{run}.parquet"

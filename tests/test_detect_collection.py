@@ -139,13 +139,17 @@ def test_split_preprocessing_gives_the_processors_inputs_bit_for_bit(tiny_model,
     rng = np.random.default_rng(3)
     images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in ((40, 90), (77, 77))]
     prompt = prompt_text(detector.processor, detector.config.detection.question)
-    data = torch.from_numpy(np.stack([encoder.prepare(img) for img in images]))
-    assert data.dtype == torch.uint8
-    ours = encoder.inputs(encoder.pixels(data), prompt)
+    prepared = [encoder.prepare(img) for img in images]
+    assert all(a.dtype == np.uint8 for a in prepared)
     expected = detector.estimator.encode(images, [prompt] * 2)
-    assert set(ours) == set(expected)
-    for key in expected:
-        assert torch.equal(ours[key], expected[key]), key
+    on_device = torch.from_numpy(np.stack(prepared))  # uint8, normalised where the model is (accelerators)
+    in_workers = encoder.collate([(i, a, None) for i, a in enumerate(prepared)])["data"]  # normalised (CPU models)
+    assert in_workers.dtype == np.float32
+    for data in (on_device, in_workers):
+        ours = encoder.inputs(encoder.pixels(data), prompt)
+        assert set(ours) == set(expected)
+        for key in expected:
+            assert torch.equal(ours[key], expected[key]), key
 
     # image splitting: the number of image tokens depends on the image, so the general way
     idefics = FakeScopeDetector.from_pretrained(build_tiny_idefics3(tmp_path / "idefics3"))

@@ -178,4 +178,4 @@ def test_benchmark_scoring_prints_its_json_line(tiny_model):
     assert line["images"] == 32 and line["batch_size"] == 8 and line["explain_images"] == 8
     assert line["detect_images_per_s"] > 0 and line["forward_images_per_s"] > 0 and line["explain_images_per_s"] > 0
     assert line["ratio_to_forward"] > 0 and line["speedup_vs_explain"] > 0 and line["preprocessing"] == "split"
-    assert set(line["batch_ms"]) == {"decode", "resize", "collate", "normalise", "forward", "rows"}
+    assert set(line["batch_ms"]) == {"decode", "resize", "collate", "inputs", "forward", "rows"}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from modeling.scoring.collection import Collection
-from modeling.scoring.preprocessing import BatchEncoder, collate
+from modeling.scoring.preprocessing import BatchEncoder, Collate
 
 logger = logging.getLogger(__name__)
 
@@ -109,13 +109,15 @@ class ImageItems(torch.utils.data.Dataset):
             return position, None, str(err) or type(err).__name__
 
 
-def make_loader(dataset: ImageItems, batch_size: int, num_workers: int, pin_memory: bool = False):
+def make_loader(
+    dataset: ImageItems, batch_size: int, num_workers: int, collate: Collate | None = None, pin_memory: bool = False
+):
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=collate,
+        collate_fn=collate or Collate(),
         pin_memory=pin_memory,
         prefetch_factor=4 if num_workers > 0 else None,
     )
@@ -220,10 +222,11 @@ def detect_collection(
     skipped = len(mine) - len(positions)
     if skipped:
         logger.info("rank %d: %d of %d image(s) already scored in %s", rank, skipped, len(mine), output)
-    encoder = BatchEncoder(detector.estimator, split=split_preprocessing)
+    encoder = BatchEncoder.cached(detector.estimator, split=split_preprocessing)
     scorer = BatchScorer(detector, encoder, attributes, explain)
     pin = detector.model.device.type == "cuda"
-    loader = make_loader(ImageItems(collection, positions, encoder.prepare), detector.batch_size, num_workers, pin)
+    items = ImageItems(collection, positions, encoder.prepare)
+    loader = make_loader(items, detector.batch_size, num_workers, encoder.collate, pin)
     scored = failed = 0
     previous_threads = torch.get_num_threads()
     if detector.model.device.type == "cpu":

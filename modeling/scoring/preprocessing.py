@@ -86,19 +86,40 @@ def decoded(image):
     return image
 
 
-def collate(items: list[tuple[int, Any, str | None]]) -> dict:
-    """A batch from ``(position, prepared, error)`` items: positions and prepared data of the readable images (arrays
-    stacked into one ``uint8`` tensor), and the errors of the others by position."""
-    ok = [(position, data) for position, data, error in items if error is None]
-    data = [d for _, d in ok]
-    if data and isinstance(data[0], np.ndarray):
-        data = torch.from_numpy(np.stack(data))
-    return {
-        "order": [position for position, _, _ in items],
-        "positions": [position for position, _ in ok],
-        "data": data,
-        "errors": {position: error for position, _, error in items if error is not None},
-    }
+@dataclass
+class Collate:
+    """A batch from ``(position, prepared, error)`` items, made in the worker: positions and prepared data of the
+    readable images (arrays stacked into one numpy array, normalised through ``table`` when given), and the errors
+    of the others by position. Numpy arrays travel through the loader's pipe: for batches this small that is
+    cheaper than torch's shared-memory tensors (a file descriptor, a mapping and an unmapping per batch)."""
+
+    table: np.ndarray | None = None  # (channels, 256) float32: normalise here (CPU models), else on the device
+
+    def __call__(self, items: list[tuple[int, Any, str | None]]) -> dict:
+        ok = [(position, data) for position, data, error in items if error is None]
+        data = [d for _, d in ok]
+        if data and isinstance(data[0], np.ndarray):
+            data = np.stack(data)
+            if self.table is not None:
+                data = _normalise(self.table, data)
+        return {
+            "order": [position for position, _, _ in items],
+            "positions": [position for position, _ in ok],
+            "data": data,
+            "errors": {position: error for position, _, error in items if error is not None},
+        }
+
+
+collate = Collate()
+
+
+def _normalise(table, data):
+    """``table[c, value]`` for every uint8 value of ``data`` (batch, channels, height, width), numpy or torch."""
+    if isinstance(data, np.ndarray):
+        offsets = (np.arange(data.shape[1]) * 256).reshape(1, -1, 1, 1)
+        return table.take(data.astype(np.intp) + offsets)
+    offsets = (torch.arange(data.shape[1], device=data.device) * 256).view(1, -1, 1, 1)
+    return table.take(data.long() + offsets)
 
 
 class BatchEncoder:
@@ -118,17 +139,34 @@ class BatchEncoder:
                 self.mode, self.prepare = SPLIT, preparer
         logger.info("preprocessing: %s", self.mode)
 
+    @classmethod
+    def cached(cls, estimator, split: bool = True) -> BatchEncoder:
+        """One encoder per estimator and way (its check runs once)."""
+        encoders = estimator.__dict__.setdefault("_batch_encoders", {})
+        if split not in encoders:
+            encoders[split] = cls(estimator, split)
+        return encoders[split]
+
+    @property
+    def collate(self) -> Collate:
+        """The loader's collate function: on a CPU model the workers normalise too (the main process only runs the
+        model); on an accelerator the ``uint8`` batch goes to the device and is normalised there."""
+        if self.mode == SPLIT and self.estimator.model.device.type == "cpu":
+            return Collate(self._lookup_table().numpy())
+        return Collate()
+
     def pixels(self, data):
         """The batch's image part, once for all its questions: normalised pixel values on the model's device (split),
         or the decoded images (general)."""
         if self.mode == GENERAL:
             return data
         device = self.estimator.model.device
+        data = torch.from_numpy(data) if isinstance(data, np.ndarray) else data
+        if data.dtype != torch.uint8:  # normalised by the workers
+            return data.to(device)
         if self._table is None or self._table.device != device:
             self._table = self._lookup_table().to(device)
-        data = data.to(device, non_blocking=True)
-        offsets = (torch.arange(data.shape[1], device=device) * 256).view(1, -1, 1, 1)
-        return self._table.take(data.long() + offsets)
+        return _normalise(self._table, data.to(device, non_blocking=True))
 
     def inputs(self, pixels, prompt: str) -> dict:
         """Model inputs for the batch whose :meth:`pixels` these are, all asked ``prompt``."""
@@ -192,11 +230,14 @@ class BatchEncoder:
             return f"the processor also returns {sorted(set(expected) - SPLIT_KEYS)}"
         if len({a.shape for a in arrays}) != 1 or arrays[0].dtype != np.uint8:
             return "resized images differ in shape or are not uint8"
-        pixels = self._lookup_table().take(
-            torch.from_numpy(np.stack(arrays)).long() + (torch.arange(arrays[0].shape[0]) * 256).view(1, -1, 1, 1)
-        )
-        if pixels.shape != expected["pixel_values"].shape or not torch.equal(pixels, expected["pixel_values"]):
-            return "pixel values differ from the processor's"
+        stacked = np.stack(arrays)
+        for pixels in (
+            _normalise(self._lookup_table(), torch.from_numpy(stacked)),
+            _normalise(self._lookup_table().numpy(), stacked),
+        ):
+            pixels = torch.as_tensor(pixels)
+            if pixels.shape != expected["pixel_values"].shape or not torch.equal(pixels, expected["pixel_values"]):
+                return "pixel values differ from the processor's"
         ids = [self.estimator.encode([p], [prompt])["input_ids"][0] for p in probes]
         if any(not torch.equal(i, ids[0]) for i in ids) or not torch.equal(expected["input_ids"][0], ids[0]):
             return "the prompt's tokens depend on the image"
