@@ -14,7 +14,7 @@ Three ways over the same images and model, each timed ``--repeats`` times in tur
     decoded beforehand (which favours it).
 
 ``ratio_to_forward`` = a/b in images/s (target >= 0.8 at batch 16 with 2 workers), ``speedup_vs_explain`` = a/c.
-``batch_ms`` breaks one batch of (a) into its stages, run one after the other in this process: decode and resize
+``loader_wait_share`` is the share of (a)'s time its model waited for a batch from the workers. ``batch_ms`` breaks one batch of (a) into its stages, run one after the other in this process: decode and resize
 (workers, per image), collate (workers: stack, and normalise on CPU), inputs (model inputs on the device), forward,
 rows. The machine's load
 (1-minute average) is read before and after. Prints one JSON line at the end. Without ``--model`` a tiny LLaVA
@@ -214,10 +214,13 @@ def main(argv: list[str] | None = None) -> None:
         # warm-up: one batch each way
         estimator.score_inputs(batches[0], plan)
         generate_answers(estimator, explain_images[: args.batch_size], [prompt] * args.batch_size, 8)
+        detect(-1)  # warm-up of (a) too: first-call imports, the first fork of workers
         runs: dict[str, list[float]] = {"detect": [], "forward": [], "explain": []}
+        waits = []
         for run in range(args.repeats):  # alternated: the machine's load drifts within a run
-            _, seconds = timed(lambda run=run: detect(run))
+            summary, seconds = timed(lambda run=run: detect(run))
             runs["detect"].append(seconds)
+            waits.append(summary.waited / summary.seconds)
             scores, seconds = timed(forward)
             runs["forward"].append(seconds)
             (answers, counts), seconds = timed(explain)
@@ -255,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         "mean_new_tokens": round(statistics.mean(counts), 1),
         "parsed": len(pairs),
         "agreement": round(sum(o == p for o, p in pairs) / len(pairs), 4) if pairs else None,
+        "loader_wait_share": round(statistics.median(waits), 3),
         "batch_ms": batch_ms,
         "seconds": {k: [round(s, 3) for s in v] for k, v in runs.items()},
         "load_before": round(load_before, 2),

@@ -61,6 +61,7 @@ class Summary:
     failed: int
     seconds: float
     rows: int | None = None  # rows in the merged output (process 0, with an output)
+    waited: float = 0.0  # seconds the model waited for the loader (decoding, resizing) after the first batch
 
     @property
     def images_per_s(self) -> float:
@@ -234,8 +235,15 @@ def detect_collection(
     start = time.perf_counter()
     desc = "detect" if world == 1 else f"detect [rank 0 of {world}]"
     bar = tqdm(total=len(positions), desc=desc, unit="img", disable=not progress or rank != 0 or not positions)
+    waited, batches = 0.0, iter(loader)
     try:
-        for batch in loader:
+        while True:
+            before = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            if scored + failed:  # the first batch waits for the workers to start: not a wait on PIL
+                waited += time.perf_counter() - before
             rows = scorer.rows(batch, keys)
             failed += len(batch["errors"])
             scored += len(batch["positions"])
@@ -250,7 +258,13 @@ def detect_collection(
         if store is not None:
             store.save()  # what was scored is kept, also when scoring failed
     seconds = time.perf_counter() - start
-    summary = Summary(total=len(keys), skipped=skipped, scored=scored, failed=failed, seconds=seconds)
+    summary = Summary(len(keys), skipped, scored, failed, seconds, waited=waited)
+    logger.info(
+        "rank %d: %.1f images/s; the model waited %.1f %% of the time for images",
+        rank,
+        summary.images_per_s,
+        100 * waited / seconds if seconds else 0.0,
+    )
     if store is not None:
         processes.barrier()
         if rank == 0:
