@@ -33,14 +33,15 @@ demo: install  ## run the whole pipeline on the bundled sample
 test: install  ## fast tests
 	$(BIN)/python -m pytest -q tests
 
-slow_test: install  ## multi-process, DeepSpeed and long tests
+slow_test: install  ## multi-process, DeepSpeed, browser and long tests (installs the app extra too)
+	$(MAKE) install EXTRAS="$(EXTRAS),app"
 	$(BIN)/python -m pytest -q -m slow tests
 
 bench: install  ## the benchmarks of benchmarks/*.md (minutes; run on a quiet machine)
 	$(BIN)/python scripts/benchmark_generate.py --pairs 2000000 --workers 2
 	$(BIN)/python scripts/benchmark_import.py --workers 2
 	$(BIN)/python scripts/benchmark_train.py
-	$(BIN)/python scripts/benchmark_scoring.py --images 192 --batch-size 16
+	$(BIN)/python scripts/benchmark_scoring.py --images 2048 --batch-size 16 --num-workers 2
 
 style: install  ## format and fix
 	$(BIN)/ruff format $(check_dirs)

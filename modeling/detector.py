@@ -124,18 +124,7 @@ class FakeScopeDetector:
     def detect(self, images: Sequence, *, explain: bool = True, attributes: bool = False, progress: bool = False):
         """Results for PIL images (no ``image`` key): label, p_fake, p_fake_raw, logit and the optional parts."""
         scores = self.estimator.score(images, self.config.detection, progress=progress)
-        p_raw = scores.p
-        p_fake = self.calibration.calibrate(scores.logit) if self.calibration is not None else p_raw
-        results = [
-            {
-                "label": "fake" if p >= self.config.threshold else "real",
-                "p_fake": float(p),
-                "p_fake_raw": float(raw),
-                "logit": float(z),
-                "calibrated": self.calibration is not None,
-            }
-            for p, raw, z in zip(p_fake, p_raw, scores.logit, strict=True)
-        ]
+        results = self.verdicts(scores.logit, scores.p)
         if attributes:
             for result, per_image in zip(results, self.attribute_scores(images, progress=progress), strict=True):
                 result["attributes"] = per_image
@@ -143,6 +132,21 @@ class FakeScopeDetector:
             for result, text in zip(results, self.explain(images, progress=progress), strict=True):
                 result["explanation"] = text
         return results
+
+    def verdicts(self, logit, p_raw) -> list[dict]:
+        """Label, p_fake, p_fake_raw, logit and calibrated per image from the detection question's scores (shared by
+        every way of scoring, so that they agree image by image)."""
+        p_fake = self.calibration.calibrate(logit) if self.calibration is not None else p_raw
+        return [
+            {
+                "label": "fake" if p >= self.config.threshold else "real",
+                "p_fake": float(p),
+                "p_fake_raw": float(raw),
+                "logit": float(z),
+                "calibrated": self.calibration is not None,
+            }
+            for p, raw, z in zip(p_fake, p_raw, logit, strict=True)
+        ]
 
     def attribute_scores(self, images: Sequence, progress: bool = False) -> list[dict[str, float]]:
         """p(anomalous) per taxonomy attribute, from the closed-ended attribute questions."""

@@ -3,9 +3,14 @@
 
     # a local folder, ready to upload (what `make demo` does)
     python scripts/push_to_hub.py --model outputs/demo/sft --eval_dir outputs/demo/eval --output_dir outputs/demo/publish
+    # with a Gradio app: then `cd outputs/demo/publish && python app.py` (or --model DIR)
+    python scripts/push_to_hub.py --model outputs/demo/sft --eval_dir outputs/demo/eval --output_dir outputs/demo/publish --app
     # the Hub, one commit, optionally on a branch; plus the FakeInstruct dataset it was trained on
     python scripts/push_to_hub.py --model outputs/sft --eval_dir outputs/eval --repo_id you/fakescope-llava \\
         --revision v1 --dataset_dir outputs/fakeinstruct --dataset_repo_id you/fakeinstruct
+    # and a Space running the app over that model repo
+    python scripts/push_to_hub.py --model outputs/sft --eval_dir outputs/eval --repo_id you/fakescope-llava \
+        --space_repo_id you/fakescope-demo
 
 The card is MODEL_CARD.md rendered with huggingface_hub's ModelCard: metadata and a model-index built from
 metrics.json, the results tables, the training procedure from sft_config.json and the calibration report.
@@ -22,7 +27,7 @@ from pathlib import Path
 from fakeinstruct.errors import FakeInstructError
 from fakeinstruct.logs import setup_logging
 from fakeinstruct.publishing import stage_dataset
-from modeling.hub.export import ExportError, export, push_folder
+from modeling.hub.export import ExportError, export, push_folder, push_space
 from modeling.recipes import recipe_parser
 
 
@@ -44,6 +49,8 @@ class PushArguments:
         metadata={"help": "Also push dataset_dir to this dataset repo (image bytes embedded, so it trains as it is)."},
     )
     verbose: bool = field(default=False, metadata={"help": "Also log the HTTP requests and library debug lines."})
+    app: bool = field(default=False, metadata={"help": "Add app.py + requirements.txt (a Gradio demo) to the export."})
+    space_repo_id: str | None = field(default=None, metadata={"help": "Also push a Gradio Space over repo_id here."})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,8 +77,16 @@ def main(argv: list[str] | None = None) -> None:
             eval_dir=args.eval_dir,
             card_kwargs={"dataset_id": args.dataset_repo_id, "dataset_dir": args.dataset_dir, "license": args.license},
             commit_message=args.commit_message,
+            app=args.app,
             **(hub if args.repo_id else {}),
         )
+        if args.space_repo_id:
+            if not args.repo_id:
+                raise ExportError("--space_repo_id needs --repo_id (the model repo the Space loads)")
+            space_hub = {k: v for k, v in hub.items() if k != "revision"}
+            where += ", " + push_space(
+                args.space_repo_id, args.repo_id, model_revision=args.revision, license=args.license, **space_hub
+            )
     except (ExportError, FakeInstructError, OSError, ValueError) as err:
         sys.exit(f"push_to_hub: {err}")
     logging.getLogger("scripts.push_to_hub").info("exported to %s", where)

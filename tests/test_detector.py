@@ -186,13 +186,14 @@ def test_benchmark_scoring_prints_its_json_line(tiny_model):
     import subprocess
     import sys
 
-    argv = [sys.executable, "scripts/benchmark_scoring.py", "--model", str(tiny_model), "--images", "16"]
-    argv += ["--batch-size", "8", "--repeats", "1", "--max-new-tokens", "4"]
-    result = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=300)
+    argv = [sys.executable, "scripts/benchmark_scoring.py", "--model", str(tiny_model), "--images", "32"]
+    argv += ["--batch-size", "8", "--repeats", "1", "--max-new-tokens", "4", "--explain-images", "8"]
+    result = subprocess.run([*argv, "--num-workers", "1"], capture_output=True, text=True, check=True, timeout=300)
     line = json.loads(result.stdout.strip().splitlines()[-1])
-    assert line["images"] == 16 and line["batch_size"] == 8
-    assert line["ours_images_per_s"] > 0 and line["generate_images_per_s"] > 0
-    assert line["parsed"] + line["unparsed"] == 16
+    assert line["images"] == 32 and line["batch_size"] == 8 and line["explain_images"] == 8
+    assert line["detect_images_per_s"] > 0 and line["forward_images_per_s"] > 0 and line["explain_images_per_s"] > 0
+    assert line["ratio_to_forward"] > 0 and line["speedup_vs_explain"] > 0 and line["preprocessing"] == "split"
+    assert set(line["batch_ms"]) == {"decode", "resize", "collate", "inputs", "forward", "rows"}
 
 
 def _detector_config(**change) -> dict:
@@ -284,10 +285,11 @@ def test_fakescope_detect_refuses_a_broken_calibration_or_config_in_one_line(
 def test_non_finite_scores_are_refused_never_printed_as_nan(tiny_copy, tmp_path, capsys, monkeypatch):
     from conftest import write_png
 
-    def broken(self, images, prompts, plan):
-        return np.full(len(images), np.nan), np.zeros(len(images))
+    def broken(self, inputs, plan):  # the forward pass every way of scoring shares
+        n = len(inputs["input_ids"])
+        return np.full(n, np.nan), np.zeros(n)
 
-    monkeypatch.setattr(TokenProbabilityEstimator, "_score_batch", broken)
+    monkeypatch.setattr(TokenProbabilityEstimator, "score_inputs", broken)
     write_png(tmp_path / "photo.png", seed=1)
     assert fakescope(["detect", str(tmp_path / "photo.png"), "--model", str(tiny_copy), "--json"]) == 2
     out, err = capsys.readouterr()

@@ -54,8 +54,10 @@ def stage(
     *,
     eval_dir: str | Path | None = None,
     card_kwargs: dict | None = None,
+    app: bool = False,
 ) -> Path:
-    """Fill ``staging`` with everything a user needs to load and trust the detector."""
+    """Fill ``staging`` with everything a user needs to load and trust the detector (and, with ``app``, to try it:
+    app.py, requirements.txt and src/, :func:`modeling.hub.space.write_app`)."""
     from modeling.hub.model_card import render_card
 
     model_dir = Path(model_dir)
@@ -123,6 +125,10 @@ def stage(
         **(card_kwargs or {}),
     )
     card.save(staging / "README.md")
+    if app:
+        from modeling.hub.space import write_app
+
+        write_app(staging)
     return staging
 
 
@@ -157,7 +163,8 @@ def push_folder(
 
     api = _api(token)
     try:
-        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=exist_ok)
+        space = {"space_sdk": "gradio"} if repo_type == "space" else {}
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=exist_ok, **space)
     except HfHubHTTPError as err:
         if err.response is not None and err.response.status_code == 409:
             raise ExportError(
@@ -190,6 +197,7 @@ def export(
     repo_id: str | None = None,
     eval_dir: str | Path | None = None,
     card_kwargs: dict | None = None,
+    app: bool = False,
     **push_kwargs,
 ) -> str:
     """Stage the export, then write it to ``output_dir`` and/or push it to ``repo_id``; return where it went."""
@@ -202,9 +210,22 @@ def export(
             staging = stack.enter_context(atomic_dir(output_dir))  # replaces output_dir when the block succeeds
         else:
             staging = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fakescope-export-")))
-        stage(model_dir, staging, eval_dir=eval_dir, card_kwargs=card_kwargs)
+        stage(model_dir, staging, eval_dir=eval_dir, card_kwargs=card_kwargs, app=app)
         if repo_id is not None:
             where.append(push_folder(staging, repo_id, **push_kwargs))
     if output_dir is not None:
         where.append(str(output_dir))
     return ", ".join(where)
+
+
+def push_space(
+    space_repo_id: str, model: str, *, model_revision: str | None = None, license: str = "apache-2.0", **push_kwargs
+) -> str:
+    """Push a Gradio Space running the app over the model repo ``model`` (:func:`modeling.hub.space.stage_space`) in
+    one commit; ``push_kwargs`` go to :func:`push_folder`. Returns the commit URL."""
+    from modeling.hub.space import stage_space
+
+    push_kwargs.setdefault("commit_message", "Upload FakeScope-Kit detector app")
+    with tempfile.TemporaryDirectory(prefix="fakescope-space-") as tmp:
+        stage_space(tmp, model, model_revision=model_revision, license=license)
+        return push_folder(Path(tmp), space_repo_id, repo_type="space", **push_kwargs)

@@ -18,17 +18,24 @@ def generate_answers(
     """
     from tqdm.auto import tqdm
 
-    model, tokenizer = estimator.model, estimator.processor.tokenizer
     answers: list[str] = []
     starts = range(0, len(images), estimator.batch_size)
     for start in tqdm(starts, desc="generating", unit="batch", disable=not progress or len(starts) < 2):
         stop = start + estimator.batch_size
-        inputs = estimator.encode(list(images[start:stop]), list(prompts[start:stop])).to(model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-        output = model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-        )
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        answers += [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        inputs = estimator.encode(list(images[start:stop]), list(prompts[start:stop]))
+        answers += generate_from_inputs(estimator, inputs, max_new_tokens)
     return answers
+
+
+@torch.inference_mode()
+def generate_from_inputs(estimator, inputs, max_new_tokens: int) -> list[str]:
+    """Greedy answers for ready model inputs (``estimator.encode``'s, or a data loader's equal ones)."""
+    model, tokenizer = estimator.model, estimator.processor.tokenizer
+    inputs = {k: v.to(model.device) for k, v in inputs.items()}
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    output = model.generate(
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
+    new_tokens = output[:, inputs["input_ids"].shape[1] :]
+    return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -131,6 +131,17 @@ def _accepts_logits_to_keep(model_class: type) -> bool:
 SCORE_FORMULAS = ("logprob", "fakescope")
 
 
+def require_finite(logit: np.ndarray) -> np.ndarray:
+    """``logit``, or a :class:`ScoringError`: a NaN score would pass for a verdict (NaN >= t is False: "real")."""
+    broken = int((~np.isfinite(logit)).sum())
+    if broken:
+        raise ScoringError(
+            f"the model gave non-finite log-probabilities for {broken} of {len(logit)} image(s): its weights hold "
+            "NaN or infinite values, or its dtype overflows"
+        )
+    return logit
+
+
 class TokenProbabilityEstimator:
     """Scores images against closed-ended questions with any image-text-to-text model and its processor."""
 
@@ -177,13 +188,7 @@ class TokenProbabilityEstimator:
         for plan, rows in tqdm(batches, desc="scoring", unit="batch", disable=not progress or len(batches) < 2):
             prompts = [prompt_of[questions[i].question] for i in rows]
             pos[rows], neg[rows] = self._score_batch([images[i] for i in rows], prompts, plan)
-        logit = pos - neg
-        broken = int((~np.isfinite(logit)).sum())
-        if broken:
-            raise ScoringError(
-                f"the model gave non-finite log-probabilities for {broken} of {len(logit)} image(s): its weights hold "
-                "NaN or infinite values, or its dtype overflows"
-            )
+        logit = require_finite(pos - neg)
         return Scores(logit=logit, p=_sigmoid(logit), positive_logprob=pos, negative_logprob=neg)
 
     def encode(self, images: list, prompts: list[str]) -> dict:
@@ -198,7 +203,13 @@ class TokenProbabilityEstimator:
         )
 
     def _score_batch(self, images: list, prompts: list[str], plan: AnswerPlan) -> tuple[np.ndarray, np.ndarray]:
-        inputs = self.encode(images, prompts)
+        return self.score_inputs(self.encode(images, prompts), plan)
+
+    @torch.inference_mode()
+    def score_inputs(self, inputs, plan: AnswerPlan) -> tuple[np.ndarray, np.ndarray]:
+        """The two summed log-probabilities per row of ready model inputs (:meth:`encode`'s, or a data loader's
+        equal ones): the one forward pass that every way of scoring shares."""
+        n = len(inputs["input_ids"])
         if plan.single_position:
             logprobs = self._last_logprobs(inputs, keep=1)[:, -1]
             return (logprobs[:, plan.positive[0]].numpy(), logprobs[:, plan.negative[0]].numpy())
@@ -219,11 +230,11 @@ class TokenProbabilityEstimator:
         keep = max(map(len, continuations)) + 1
         logprobs = self._last_logprobs(doubled, keep)
         sums = []
-        for row, cont in enumerate(continuations * len(images)):
+        for row, cont in enumerate(continuations * n):
             first = keep - 1 - len(cont)  # kept position that predicts the continuation's first token
             steps = logprobs[row, first : first + len(cont)]
             sums.append(steps.gather(-1, torch.tensor(cont).unsqueeze(-1)).sum().item())
-        sums = np.asarray(sums, dtype=np.float64).reshape(len(images), 2)
+        sums = np.asarray(sums, dtype=np.float64).reshape(n, 2)
         return sums[:, 0], sums[:, 1]
 
     def _last_logprobs(self, inputs: dict, keep: int) -> torch.Tensor:
