@@ -246,3 +246,19 @@ def test_roc_plot_rejects_one_class(tmp_path):
     with pytest.raises(ValueError, match="one class"):
         roc_plot([1, 1, 1], {"raw": [0.2, 0.6, 0.9]}, tmp_path / "roc.png")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_resampling_metrics_equal_sklearn_ties_included(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 80))
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    p = rng.integers(0, 6, n) / 5 if seed % 2 else rng.random(n)  # coarse scores: many ties
+    assert metrics.rank_auc(y, p) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert metrics.rank_accuracy(y, p) == pytest.approx(skm.accuracy_score(y, (p >= 0.5).astype(int)), abs=1e-12)
+
+
+def test_rank_auc_of_one_class_is_undefined_like_sklearn():
+    with pytest.raises(ValueError, match="both classes"):
+        metrics.rank_auc(np.ones(5, dtype=int), np.linspace(0, 1, 5))

