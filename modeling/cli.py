@@ -19,6 +19,7 @@ import os
 import sys
 
 from fakeinstruct.arguments import HelpFormatter, both_spellings
+from modeling.scoring.results import NO_TEXT
 
 MODEL_ENV = "FAKESCOPE_MODEL"
 EPILOG = """examples:
@@ -78,7 +79,7 @@ def _line(result: dict) -> str:
         top = sorted(result["attributes"].items(), key=lambda kv: -kv[1])[:3]
         text += "\n  most anomalous: " + ", ".join(f"{name} {p:.2f}" for name, p in top)
     if "explanation" in result:
-        text += "\n  " + result["explanation"].replace("\n", "\n  ")
+        text += "\n  " + (result["explanation"] or NO_TEXT).replace("\n", "\n  ")
     return text
 
 

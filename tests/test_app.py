@@ -22,6 +22,7 @@ from modeling.detector import FakeScopeDetector
 from modeling.hub.app import analyse, metric_rows, metrics_markdown
 from modeling.hub.export import export
 from modeling.hub.space import REQUIREMENTS
+from modeling.scoring.results import NO_TEXT
 
 SAMPLE_IMAGE = REPO / "fakeinstruct" / "data" / "sample" / "images" / "sample-0001.jpg"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -66,6 +67,19 @@ def test_analyse_shows_the_detectors_result(calibrated):
     assert verdict == {"fake": expected["p_fake"], "real": 1 - expected["p_fake"]}
     assert attributes == expected["attributes"] and isinstance(explanation, str)
     assert analyse(detector, None) == (None, None, None, None, "")
+
+
+def test_analyse_says_so_when_the_explanation_came_out_empty(calibrated, monkeypatch):
+    from PIL import Image
+
+    model, _ = calibrated
+    detector = FakeScopeDetector.from_pretrained(model)
+    image = Image.open(SAMPLE_IMAGE)
+    monkeypatch.setattr(detector, "explain", lambda images, progress=False: [""] * len(images))
+    assert analyse(detector, image, explain=True)[-1] == NO_TEXT
+    assert analyse(detector, image, explain=False)[-1] == ""
+    monkeypatch.setattr(detector, "explain", lambda images, progress=False: ["Blurred hair strands."] * len(images))
+    assert analyse(detector, image, explain=True)[-1] == "Blurred hair strands."
 
 
 def test_export_with_app_is_a_folder_that_runs_on_its_own(calibrated, evaluated, tmp_path):

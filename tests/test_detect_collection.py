@@ -295,6 +295,19 @@ def test_detect_jsonl_output_from_a_list_and_explanations(calibrated, thousand_i
     assert [r["explanation"] for r in rows] == [r["explanation"] for r in detector(images, explain=True)]
 
 
+def test_detect_prints_a_note_where_an_explanation_came_out_empty():
+    from modeling.cli import _line
+    from modeling.scoring.results import NO_TEXT
+
+    row = {"image": "a.jpg", "label": "real", "p_fake": 0.25, "p_fake_raw": 0.3, "calibrated": True}
+    assert _line({**row, "explanation": ""}).splitlines()[1] == "  " + NO_TEXT
+    assert _line({**row, "explanation": "Soft edges.\nEven grain."}).splitlines()[1:] == [
+        "  Soft edges.",
+        "  Even grain.",
+    ]
+    assert len(_line(row).splitlines()) == 1
+
+
 def test_detect_help_follows_the_cli_conventions(capsys):
     with pytest.raises(SystemExit) as exit_info:
         fakescope(["detect", "--help"])

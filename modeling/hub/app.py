@@ -18,6 +18,8 @@ import logging
 import os
 from pathlib import Path
 
+from modeling.scoring.results import NO_TEXT
+
 logger = logging.getLogger(__name__)
 MODEL_ENV = "FAKESCOPE_MODEL"
 APP_CONFIG = "app_config.json"
@@ -98,7 +100,7 @@ def analyse(detector, image, explain: bool = True):
         round(p, 4),
         round(result["p_fake_raw"], 4),
         result.get("attributes") or {},
-        result.get("explanation", ""),
+        (result.get("explanation") or NO_TEXT) if explain else "",
     )
 
 

@@ -137,7 +137,12 @@ class BatchEncoder:
                 logger.info("preprocessing in the general way: %s", why)
             else:
                 self.mode, self.prepare = SPLIT, preparer
-        logger.info("preprocessing: %s", self.mode)
+        logger.info(
+            "preprocessing: %s",
+            "loader workers resize and normalise the images (checked equal to the processor's own)"
+            if self.mode == SPLIT
+            else "loader workers decode the images; the processor prepares them in the main process",
+        )
 
     @classmethod
     def cached(cls, estimator, split: bool = True) -> BatchEncoder:

@@ -31,6 +31,9 @@ FORMATS = {".parquet": "parquet", ".jsonl": "jsonl"}
 RUN_FILE = "_run.json"  # pyarrow skips names starting with "_" or "." when it reads the parts folder
 KEY = "path"
 METADATA_KEY = b"fakescope_run"
+# Shown to a person where an explanation came out empty (a tiny or untrained model often emits only newlines or EOS):
+# a blank line would read as a display bug. Score files keep the empty string.
+NO_TEXT = "(the model generated no text)"
 
 
 class ResultsError(ValueError):
