@@ -12,6 +12,8 @@ more than rendering them, and :meth:`Format.table` equals it exactly (``tests/te
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import pyarrow as pa
 
 from fakeinstruct.generation.expand import Pair
@@ -98,15 +100,16 @@ def image_path(image_ref) -> str:
     return image_ref if isinstance(image_ref, str) else image_ref["path"]
 
 
-class Format:
+class Format(ABC):
     """One output layout. ``image_ref`` is what a row's images hold: a relative path, or ``{bytes, path}``."""
 
     name: str
     has_images = True
     path_column = "image_path"
 
+    @abstractmethod
     def conversation_features(self) -> dict:
-        raise NotImplementedError
+        """The ``datasets`` features of this layout's conversation columns (metadata and images are added)."""
 
     def features(self, embed_images: bool):
         """The ``datasets.Features`` of a row (``datasets`` is imported here only, in the main process)."""
@@ -120,11 +123,13 @@ class Format:
     def schema(self, embed_images: bool) -> pa.Schema:
         return self.features(embed_images).arrow_schema
 
+    @abstractmethod
     def conversation(self, pair: Pair) -> dict:
-        raise NotImplementedError
+        """One pair's conversation columns as Python values (the row form, for small writes and tests)."""
 
+    @abstractmethod
     def conversation_columns(self, pairs: list[Pair], schema: pa.Schema) -> dict[str, pa.Array]:
-        raise NotImplementedError
+        """The same columns for many pairs, built as Arrow arrays of ``schema``'s types (the fast shard path)."""
 
     def _column(self, name: str) -> str:
         return self.path_column if name == "image_path" else name
