@@ -125,7 +125,7 @@ class Format(ABC):
 
     @abstractmethod
     def conversation(self, pair: Pair) -> dict:
-        """One pair's conversation columns as Python values (the row form, for small writes and tests)."""
+        """One pair's conversation columns as Python values (the row form: JSONL shards)."""
 
     @abstractmethod
     def conversation_columns(self, pairs: list[Pair], schema: pa.Schema) -> dict[str, pa.Array]:
