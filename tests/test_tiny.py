@@ -3,9 +3,11 @@ token-probability estimator expects. The checkpoint is built once per module."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import assert_assistant_only_labels, masked_runs
+from PIL import Image
 from safetensors.torch import load_file
 from tiny_chat import ONE_TURN, TWO_TURNS, assert_trains_two_finite_steps, assistant_only_trainer, conversation, image
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -182,3 +184,58 @@ def test_the_sample_reaches_the_tower_at_its_own_resolution(processor):
         size = img.size
     assert size == (112, 112) and pixels.shape[-2:] == (112, 112) and IMAGE_SIZE >= 112
     assert IMAGE_TOKENS == (112 // PATCH_SIZE) ** 2 == 64
+
+
+def _textured(seed: int, fake: bool, shrink: bool) -> Image.Image:
+    """Noise around mid-grey; a fake adds a checkerboard of 2-px squares (a trace a few pixels wide, like
+    resampling's). ``shrink`` passes the image through 32 px first, as the earlier tiny model saw it."""
+    pixels = np.random.default_rng(seed).normal(128, 30, (112, 112, 3))
+    if fake:
+        y, x = np.mgrid[:112, :112]
+        pixels += 40 * (((x // 2 + y // 2) % 2) * 2 - 1)[..., None]
+    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    if shrink:
+        img = img.resize((32, 32), Image.BICUBIC).resize((112, 112), Image.BICUBIC)
+    return img
+
+
+def _texture_auc(tiny_dir, output_dir, shrink: bool) -> float:
+    """Test AUC of the token probability after 30 assistant-only SFT steps on 64 labelled textures."""
+    from datasets import Dataset
+    from sklearn.metrics import roc_auc_score
+    from trl import SFTConfig, SFTTrainer
+
+    from modeling.scoring.probability import ClosedQuestion, TokenProbabilityEstimator
+
+    question = "Is this image real or fake?"
+    rows = [
+        {"messages": conversation((question, "Fake." if i % 2 else "Real.")), "images": [_textured(i, i % 2, shrink)]}
+        for i in range(64)
+    ]
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        use_cpu=True,
+        bf16=False,
+        max_length=None,
+        assistant_only_loss=True,
+        per_device_train_batch_size=8,
+        max_steps=30,
+        learning_rate=2e-3,
+        seed=0,
+        report_to=[],
+        save_strategy="no",
+    )
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dir)
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=processor).train()
+    labels = [i % 2 for i in range(64)]
+    test = [_textured(1000 + i, label, shrink) for i, label in enumerate(labels)]
+    scores = TokenProbabilityEstimator(model.eval(), processor).score(test, ClosedQuestion(question, "Fake", "Real"))
+    return float(roc_auc_score(labels, scores.p))
+
+
+def test_the_tiny_model_learns_a_trace_two_pixels_wide_through_sft(tiny_dir, tmp_path):
+    """The pixels reach the answer: the fine-tuned tiny model tells held-out textures apart by a 2-px pattern, and
+    cannot once the images went through 32 px (the pattern is gone; that was the earlier blind model)."""
+    assert _texture_auc(tiny_dir, tmp_path / "seen", shrink=False) >= 0.95
+    assert _texture_auc(tiny_dir, tmp_path / "shrunk", shrink=True) <= 0.75
