@@ -9,7 +9,15 @@ import torch
 from conftest import assert_assistant_only_labels, masked_runs
 from PIL import Image
 from safetensors.torch import load_file
-from tiny_chat import ONE_TURN, TWO_TURNS, assert_trains_two_finite_steps, assistant_only_trainer, conversation, image
+from tiny_chat import (
+    ONE_TURN,
+    TWO_TURNS,
+    assert_trains_two_finite_steps,
+    assistant_only_trainer,
+    conversation,
+    cpu_trainer,
+    image,
+)
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from modeling.tiny.llava import (
@@ -201,9 +209,7 @@ def _textured(seed: int, fake: bool, shrink: bool) -> Image.Image:
 
 def _texture_auc(tiny_dir, output_dir, shrink: bool) -> float:
     """Test AUC of the token probability after 30 assistant-only SFT steps on 64 labelled textures."""
-    from datasets import Dataset
     from sklearn.metrics import roc_auc_score
-    from trl import SFTConfig, SFTTrainer
 
     from modeling.scoring.probability import ClosedQuestion, TokenProbabilityEstimator
 
@@ -212,22 +218,11 @@ def _texture_auc(tiny_dir, output_dir, shrink: bool) -> float:
         {"messages": conversation((question, "Fake." if i % 2 else "Real.")), "images": [_textured(i, i % 2, shrink)]}
         for i in range(64)
     ]
-    args = SFTConfig(
-        output_dir=str(output_dir),
-        use_cpu=True,
-        bf16=False,
-        max_length=None,
-        assistant_only_loss=True,
-        per_device_train_batch_size=8,
-        max_steps=30,
-        learning_rate=2e-3,
-        seed=0,
-        report_to=[],
-        save_strategy="no",
+    trainer = cpu_trainer(
+        tiny_dir, output_dir, rows, per_device_train_batch_size=8, max_steps=30, learning_rate=2e-3, seed=0
     )
-    model = AutoModelForImageTextToText.from_pretrained(tiny_dir)
-    processor = AutoProcessor.from_pretrained(tiny_dir)
-    SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=processor).train()
+    trainer.train()
+    model, processor = trainer.model, trainer.processing_class
     labels = [i % 2 for i in range(64)]
     test = [_textured(1000 + i, label, shrink) for i, label in enumerate(labels)]
     scores = TokenProbabilityEstimator(model.eval(), processor).score(test, ClosedQuestion(question, "Fake", "Real"))

@@ -27,24 +27,22 @@ TWO_TURNS = conversation(
 ONE_TURN = conversation(("Is this a real photograph?", "Yes."))
 
 
-def assistant_only_trainer(model_dir, output_dir):
-    """A two-step SFTTrainer on TWO_TURNS and ONE_TURN with assistant-only loss, configured as on CPU."""
+def cpu_trainer(model_dir, output_dir, rows: list[dict], **config):
+    """An SFTTrainer with assistant-only loss on ``rows`` (``messages`` + ``images``), configured as on CPU;
+    ``config`` sets the rest of the SFTConfig (steps, batch size, learning rate)."""
     from datasets import Dataset
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTConfig, SFTTrainer
 
-    rows = [{"messages": TWO_TURNS, "images": [image(0)]}, {"messages": ONE_TURN, "images": [image(1)]}] * 2
     args = SFTConfig(
         output_dir=str(output_dir),
         use_cpu=True,
         bf16=False,
         max_length=None,
         assistant_only_loss=True,
-        per_device_train_batch_size=2,
-        max_steps=2,
         report_to=[],
-        logging_steps=1,
         save_strategy="no",
+        **config,
     )
     return SFTTrainer(
         model=AutoModelForImageTextToText.from_pretrained(model_dir),
@@ -52,6 +50,12 @@ def assistant_only_trainer(model_dir, output_dir):
         train_dataset=Dataset.from_list(rows),
         processing_class=AutoProcessor.from_pretrained(model_dir),
     )
+
+
+def assistant_only_trainer(model_dir, output_dir):
+    """A two-step trainer on TWO_TURNS and ONE_TURN."""
+    rows = [{"messages": TWO_TURNS, "images": [image(0)]}, {"messages": ONE_TURN, "images": [image(1)]}] * 2
+    return cpu_trainer(model_dir, output_dir, rows, per_device_train_batch_size=2, max_steps=2, logging_steps=1)
 
 
 def assert_trains_two_finite_steps(trainer) -> None:
