@@ -6,32 +6,37 @@ All loops of a render share :data:`MAX_LOOP_ITERATIONS`. The operations that can
 their inputs (``*``, ``+``, ``**``, ``%``, ``~``, literals, calls, the filters that pad, repeat or collect) are
 checked before they run where their size follows from their arguments, after otherwise, against
 :data:`MAX_VALUE_SIZE` each and :data:`MAX_RENDER_WORK` together. Rendering is the hot path of generation, so a
-check is compiled in only where a template uses the construct it guards. :mod:`fakeinstruct.templating.engine.sandbox` applies them.
+check is compiled in only where a template uses the construct it guards. :mod:`fakeinstruct.templating.engine.sandbox`
+applies them; :mod:`fakeinstruct.templating.engine.sizes` says how large a value or a result is.
 """
 
 from __future__ import annotations
 
-import re
-import string
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator
 
-from jinja2 import TemplateSyntaxError, Undefined, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2 import filters as jinja_filters
 from jinja2.sandbox import SecurityError
 from jinja2.utils import Namespace, _PassArg, pass_context
 from jinja2.visitor import NodeTransformer
 
 from fakeinstruct.templating.engine.filters import join_and, lcfirst, sentence, titles
+from fakeinstruct.templating.engine.sizes import (
+    FILTER_SIZES,
+    MAX_VALUE_SIZE,
+    METHOD_SIZES,
+    check_formats,
+    joined_size,
+    need,
+    size,
+)
 
 # A rendered question or answer longer than this is a runaway template, not an answer.
 MAX_RENDERED_CHARS = 20_000
 # Loop iterations in one render, all loops together; also the longest range(). Built-in templates loop over a
 # record's attributes, reasoning steps or advice.
 MAX_LOOP_ITERATIONS = 10_000
-# The largest value a render may build: characters of a string, items of a container counted as printing it would
-# expand them. A record line is at most 1 MiB, so whatever is built from one record's text fits.
-MAX_VALUE_SIZE = 1 << 20
 # The total size of the values over _SMALL characters that one render may build.
 MAX_RENDER_WORK = 16 * MAX_VALUE_SIZE
 # The CPU time a load-time check lets one render of a template with loops take: the limits above bound the work
@@ -45,33 +50,7 @@ _SMALL = 4096
 _FEW = 16
 
 
-# --- sizes and the per-render budget ---------------------------------------------------------------------------
-
-
-def size(value, limit: int = MAX_VALUE_SIZE, _seen: dict | None = None) -> int:
-    """Characters of a string; items of a container plus their sizes. A container met again is counted from memory
-    and counting stops past ``limit``: a list holding one list many times over costs a step per distinct list."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, Namespace):
-        value = value._Namespace__attrs
-    elif isinstance(value, Undefined) or not isinstance(value, Collection):
-        return 1
-    seen = {} if _seen is None else _seen
-    if id(value) in seen:
-        return seen[id(value)]
-    total = len(value)
-    for item in (*value.keys(), *value.values()) if isinstance(value, Mapping) else value:
-        total += len(item) if isinstance(item, str) else size(item, limit - total, seen)
-        if total > limit:
-            break
-    seen[id(value)] = total
-    return total
-
-
-def _need(size: int, what: str) -> None:
-    if size > MAX_VALUE_SIZE:
-        raise SecurityError(f"{what} would build a value of size {size}, over the limit of {MAX_VALUE_SIZE}")
+# --- sizes and the per-render budget --------------------------------------------------------------------------------
 
 
 def _new_budget(deadline: float | None = None) -> list:
@@ -89,7 +68,7 @@ def _budget(context) -> list:
 
 def charge(context, size: int, what: str) -> None:
     if size > _SMALL:
-        _need(size, what)
+        need(size, what)
         budget = _budget(context)
         budget[1] -= size
         if budget[1] < 0:
@@ -162,89 +141,21 @@ class _Namespace(Namespace):
 
     def __init__(*args, **kwargs):
         Namespace.__init__(*args, **kwargs)
-        _need(size(args[0]), "namespace()")
+        need(size(args[0]), "namespace()")
 
     def __setitem__(self, name: str, value) -> None:
-        _need(size(value), f"namespace attribute {name!r}")
+        need(size(value), f"namespace attribute {name!r}")
         super().__setitem__(name, value)
 
 
-# --- checks before the operations that take a size ------------------------------------------------------------
-
-_PRINTF = re.compile(r"%(?:\([^)]*\))?[#0 +\-]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?[a-zA-Z%]")
-
-
-def _check_width(number: str, what: str) -> None:
-    # the digits are counted before int() reads them: int() refuses over 4300 digits, with its own error
-    if number == "*" or len(number) > 7 or int(number) > MAX_VALUE_SIZE:
-        raise SecurityError(f"{what} of {number[:20]} is not allowed (at most {MAX_VALUE_SIZE})")
-
-
-def _check_formats(text: str, method: bool) -> None:
-    """Widths and precisions in a ``%`` format, or in a ``str.format`` one when ``method``."""
-    if not method:
-        for match in _PRINTF.finditer(text):
-            for number in filter(None, match.groups()):
-                _check_width(number, "a % format width")
-        return
-    for _, _, spec, _ in string.Formatter().parse(text):
-        if spec and "{" in spec:
-            raise SecurityError("nested format fields are not allowed in templates")
-        for number in re.findall(r"\d+", spec or ""):
-            _check_width(number, "a format width")
-
-
-def _replaced_size(text: str, old, new, count) -> int:
-    hits = text.count(old) if old else len(text) + 1
-    if isinstance(count, int) and count >= 0:
-        hits = min(hits, count)
-    return len(text) + hits * max(len(new) - len(old), 0)
-
-
-def _wrapped_size(text: str, width: int, wrap: str) -> int:
-    # a greedy wrap fills each line but the last past half its width
-    return len(text) + (2 * len(text) // max(width, 1) + text.count("\n") + 2) * len(wrap)
-
-
-def _texts(table) -> list[str]:
-    values = table.values() if isinstance(table, Mapping) else table if isinstance(table, Collection) else ()
-    return [v for v in values if isinstance(v, str)]
-
-
-# The result size of the filters and str methods that pad, wrap, repeat or substitute, from their arguments (named
-# as Jinja and Python name them); a wrong argument raises the TypeError the operation itself would.
-_FILTER_SIZES = {
-    "center": lambda value, width=80: max(len(str(value)), width),
-    "indent": lambda s, width=4, first=False, blank=False: (
-        len(str(s)) + (str(s).count("\n") + 1) * (len(width) if isinstance(width, str) else width)
-    ),
-    "replace": lambda s, old, new, count=None: _replaced_size(str(s), str(old), str(new), count),
-    "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True: _wrapped_size(
-        str(s), width, wrapstring or "\n"
-    ),
-    "batch": lambda value, linecount, fill_with=None: linecount * (0 if fill_with is None else size(fill_with)),
-    "slice": lambda value, slices, fill_with=None: slices * (1 if fill_with is None else 1 + size(fill_with)),
-}
-_METHOD_SIZES = {
-    "center": lambda s, width, fillchar=" ": max(len(s), width),
-    "ljust": lambda s, width, fillchar=" ": max(len(s), width),
-    "rjust": lambda s, width, fillchar=" ": max(len(s), width),
-    "zfill": lambda s, width: max(len(s), width),
-    "expandtabs": lambda s, tabsize=8: len(s) + s.count("\t") * tabsize,
-    "replace": lambda s, old, new, count=-1: _replaced_size(s, old, new, count),
-    "translate": lambda s, table: len(s) * max(map(len, _texts(table)), default=1),
-}
-
-
-def _joined_size(items: list, sep: str) -> int:
-    return sum(len(i) if isinstance(i, str) else size(i) for i in items) + max(len(items) - 1, 0) * len(sep)
+# --- guarded filters (their result sizes: fakeinstruct.templating.engine.sizes) -------------------------------------
 
 
 @pass_context
 def _join(context, value, d="", attribute=None):
     items = value if type(value) is list else list(value)
     if len(items) > _FEW:
-        _need(size(items) + len(items) * len(str(d)), "join")
+        need(size(items) + len(items) * len(str(d)), "join")
     if attribute is None:
         text = str(d).join(map(str, items))
     else:
@@ -258,7 +169,7 @@ def _join(context, value, d="", attribute=None):
 def _join_and(context, items, sep=", ", last=" and "):
     items = items if type(items) is list else list(items)
     if len(items) > _FEW:
-        _need(_joined_size(items, max(str(sep), str(last), key=len)), "join_and")
+        need(joined_size(items, max(str(sep), str(last), key=len)), "join_and")
     text = join_and(items, sep, last)
     if len(text) > _SMALL:
         charge(context, len(text), "join_and")
@@ -266,7 +177,7 @@ def _join_and(context, items, sep=", ", last=" and "):
 
 
 # filters that pad, wrap, repeat or substitute by their arguments: checked before and after they run
-_SIZING_FILTERS = (*_FILTER_SIZES, "format")
+_SIZING_FILTERS = (*FILTER_SIZES, "format")
 # filters that copy or collect their input, some expanding it by a constant (escapes, quotes): chained, they
 # compound, and a collected map() or default can hold one large value many times over
 _COLLECTING_FILTERS = ("escape", "e", "forceescape", "tojson", "urlencode", "string", "pprint", "xmlattr", "urlize")
@@ -284,9 +195,9 @@ def _guarded_filter(name: str, func):
     @pass_context
     def guarded(context, value, *args, **kwargs):
         if name == "format" and isinstance(value, str):
-            _check_formats(value, method=False)
-        elif name in _FILTER_SIZES:
-            _need(_FILTER_SIZES[name](value, *args, **kwargs), name)
+            check_formats(value, method=False)
+        elif name in FILTER_SIZES:
+            need(FILTER_SIZES[name](value, *args, **kwargs), name)
         result = func(*first(context), value, *args, **kwargs)
         if isinstance(result, Iterator):  # batch and slice yield their groups
             result = list(result)
@@ -297,11 +208,11 @@ def _guarded_filter(name: str, func):
     return guarded
 
 
-SIZING_METHODS = frozenset((*_METHOD_SIZES, "join", "format", "format_map"))
+SIZING_METHODS = frozenset((*METHOD_SIZES, "join", "format", "format_map"))
 CONTAINER_TYPES = frozenset((list, tuple, dict, set, frozenset))
 
 
-# --- compile-time restrictions ---------------------------------------------------------------------------------
+# --- compile-time restrictions --------------------------------------------------------------------------------------
 
 _REFUSED = {
     nodes.Macro: "macros",
@@ -373,7 +284,7 @@ class Limiter(NodeTransformer):
         return self.visit_List(node) if node.ctx == "load" else self.generic_visit(node)
 
 
-# --- what the sandbox calls -------------------------------------------------------------------------------------
+# --- what the sandbox calls -----------------------------------------------------------------------------------------
 
 
 def install(env) -> None:
@@ -392,7 +303,7 @@ def install(env) -> None:
 def check_binop(context, operator: str, left, right) -> None:
     """Refuse ``left operator right`` before it runs when its result would be over a limit."""
     if operator == "%" and isinstance(left, str):
-        _check_formats(left, method=False)
+        check_formats(left, method=False)
     elif isinstance(left, int) and isinstance(right, int):
         bits = (left.bit_length() + right.bit_length()) if operator == "*" else 0
         if operator == "**" and right > 0 and abs(left) > 1:
@@ -412,9 +323,9 @@ def check_str_call(owner: str, name: str, args: tuple, kwargs: dict) -> tuple:
     call it with (an iterable given to ``join`` is read once, here, and passed on as a list)."""
     if name == "join" and args:
         args = (list(args[0]), *args[1:])
-        _need(_joined_size(args[0], owner), "str.join()")
+        need(joined_size(args[0], owner), "str.join()")
     elif name.startswith("format"):
-        _check_formats(owner, method=True)
+        check_formats(owner, method=True)
     else:
-        _need(_METHOD_SIZES[name](owner, *args, **kwargs), f"str.{name}()")
+        need(METHOD_SIZES[name](owner, *args, **kwargs), f"str.{name}()")
     return args
