@@ -262,8 +262,9 @@ def detect_collection(
     seconds = time.perf_counter() - start
     summary = Summary(len(keys), skipped, scored, failed, seconds, waited=waited)
     logger.info(
-        "rank %d: %.1f images/s; the model waited %.1f %% of the time for images",
-        rank,
+        "%s%d image(s) at %.1f images/s; the model waited %.1f %% of the time for the loader",
+        f"process {rank} of {world}: " if world > 1 else "",
+        scored,
         summary.images_per_s,
         100 * waited / seconds if seconds else 0.0,
     )
