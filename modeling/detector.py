@@ -70,14 +70,19 @@ class FakeScopeDetector:
         dtype=None,
         attn_implementation: str = "sdpa",
         batch_size: int = 16,
+        warn_uncalibrated: bool = True,
     ) -> FakeScopeDetector:
-        """Load a checkpoint folder or Hub repo: model, processor, ``detector_config.json``, ``calibration/``."""
+        """Load a checkpoint folder or Hub repo: model, processor, ``detector_config.json``, ``calibration/``.
+
+        A checkpoint without a head logs a warning (p_fake is then the raw probability) unless
+        ``warn_uncalibrated=False``: calibration itself loads checkpoints that have none yet.
+        """
         folder = resolve_checkpoint_dir(name_or_path, revision=revision, token=token)
         model, processor = load_model_and_processor(
             folder, dtype=dtype, device=device, attn_implementation=attn_implementation
         )
         calibration = CalibrationHead.from_checkpoint(folder)
-        if calibration is None:
+        if calibration is None and warn_uncalibrated:
             logger.warning("%s has no calibration head: p_fake is the raw token probability", name_or_path)
         return cls(model, processor, DetectorConfig.load(folder), calibration, batch_size, source=folder)
 

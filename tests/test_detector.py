@@ -35,15 +35,18 @@ def test_split_images_lists_each_image_once_with_its_label(sample_data):
     assert {item.generator for item in items if item.label == 0} == {"camera"}
 
 
-def test_calibrate_with_the_fakescope_formula_keeps_it_for_detection(tiny_model, sample_data, tmp_path):
-    import shutil
-
-    from modeling.calibration.fit import CalibrateArguments, calibrate
-    from modeling.detector import FakeScopeDetector
-
+def test_calibrate_with_the_fakescope_formula_keeps_it_for_detection(tiny_model, sample_data, tmp_path, caplog):
+    """Also: loading a checkpoint without a head warns, except in calibration, which is about to fit one."""
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)
-    calibrate(CalibrateArguments(model=str(model), data=str(sample_data), batch_size=16, score_formula="fakescope"))
+    with caplog.at_level("WARNING", logger="modeling.detector"):
+        FakeScopeDetector.from_pretrained(model)
+        assert "has no calibration head" in caplog.text
+        caplog.clear()
+        calibrate(
+            CalibrateArguments(model=str(model), data=str(sample_data), batch_size=16, score_formula="fakescope")
+        )
+        assert "has no calibration head" not in caplog.text
     assert json.loads((model / CONFIG_NAME).read_text())["score_formula"] == "fakescope"
     assert FakeScopeDetector.from_pretrained(model).estimator.formula == "fakescope"
 

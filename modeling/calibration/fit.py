@@ -80,7 +80,7 @@ def calibrate(args: CalibrateArguments) -> dict:
     if args.method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {args.method!r}")
     detector = FakeScopeDetector.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size
+        args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size, warn_uncalibrated=False
     )
     from modeling.scoring.probability import SCORE_FORMULAS
 
