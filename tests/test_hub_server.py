@@ -246,7 +246,8 @@ def test_stale_parent_commit_and_deletes(hub_endpoint, model_folder):
 
 
 def test_datasets_push_to_hub_and_load_dataset(hub_endpoint):
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     rows = {"id": [f"rec-{i:03d}" for i in range(40)], "label": [i % 2 for i in range(40)]}
     repo_id = f"{hub_endpoint.user}/fakeinstruct-mini"
     datasets.Dataset.from_dict(rows).push_to_hub(repo_id, token=hub_endpoint.token)
